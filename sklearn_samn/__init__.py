@@ -1,0 +1,12 @@
+"""sklearn-samn: long-tailed classifier heads with monotone weight norms.
+
+``SAMNClassifier`` trains a linear head on frozen embeddings with PyTorch and
+keeps the per-class weight norms monotone in class frequency through the Pool
+Adjacent Violators Algorithm (SAMN, CVPR 2026).
+"""
+
+from ._pava import monotone_projection
+from ._samn import SAMNClassifier
+
+__all__ = ["SAMNClassifier", "monotone_projection"]
+__version__ = "0.1.0"

@@ -1,0 +1,591 @@
+"""SAMNClassifier: a linear head with class-frequency-monotone weight norms."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from scipy.special import log_softmax, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._device import check_device_string
+
+# Rows scored at once by decision_function, predict and predict_proba: keeps
+# the float64 temporaries small however many rows are scored.
+_PREDICT_CHUNK_ROWS = 8192
+
+# Initial norm of every class (before any training) in the "invariant"
+# variant, for standardised inputs whose rows have unit root-mean-square norm.
+_INITIAL_NORM = 10.0
+
+
+class SAMNClassifier(ClassifierMixin, BaseEstimator):
+    """Linear classifier head whose weight norms are monotone in class frequency.
+
+    Self-Adaptive Monotonic Normalisation (SAMN) trains a linear head on
+    precomputed features, for example the embeddings of a frozen backbone,
+    under the constraint that the rarer a class, the larger or equal the
+    norm of its weight vector. The constraint is imposed by projecting
+    per-class scalars onto the monotone cone with the Pool Adjacent Violators
+    Algorithm inside the forward pass; the backward pass uses the exact
+    Jacobian of that projection. There is no regularisation strength to tune.
+    Training runs in PyTorch (on a GPU when there is one); the fitted model is
+    plain NumPy and predicts without torch.
+
+    Read more in the README and in ``METHOD.md``.
+
+    Parameters
+    ----------
+    variant : {"invariant", "paper"}, default="invariant"
+        Parametrisation of the head.
+
+        - ``"invariant"``: the head sees ``(X - mean) / scale``, where
+          ``scale`` is the root-mean-square norm of the centred rows, so the
+          fit does not depend on the scale or offset of ``X``. Class ``c``
+          has weight ``exp(q_c) * v_c / ||v_c||`` with ``q`` the projection of
+          free log-norms onto the values non-increasing in class count, and a
+          free bias. Without ``coef_init`` the directions start at the class
+          means and all norms at the same value.
+        - ``"paper"``: the published parametrisation on raw ``X``: weight
+          ``g(p_c) * v_c / ||v_c||`` and bias ``bias_c + g(p'_c)`` with
+          ``g(p) = exp(1 / (softplus(p) + 1e-6))``, ``p = PAVA(s)`` and
+          ``p' = PAVA(s')`` non-decreasing from tail to head, ``s`` and ``s'``
+          initialised to the class counts min-max normalised to ``[0, 1]``,
+          directions and bias from ``coef_init`` and ``intercept_init``
+          (class means and zeros without them). It is not scale-invariant.
+          The published recipe pairs it with ``loss="cross_entropy"``,
+          ``solver="sgd"``, ``learning_rate_init=5e-4``, ``batch_size=64``
+          and ``max_iter=20``.
+
+    loss : {"logit_adjusted", "cross_entropy"}, default="logit_adjusted"
+        Training loss. ``"logit_adjusted"`` (balanced softmax) adds the log
+        of the training class prior to the logits inside the loss only, so
+        that the fitted head scores classes as if they were balanced.
+        ``"cross_entropy"`` is the plain softmax cross-entropy.
+
+    solver : {"adam", "sgd"}, default="adam"
+        Minibatch optimiser: Adam, or SGD with momentum 0.9. The learning
+        rate follows a cosine decay from ``learning_rate_init`` to zero over
+        ``max_iter`` passes.
+
+    learning_rate_init : float, default=1e-2
+        Initial learning rate.
+
+    batch_size : int, default=256
+        Minibatch size; clipped to the number of samples.
+
+    max_iter : int, default=100
+        Maximum number of passes over the training data.
+
+    tol : float, default=1e-4
+        Training stops when the mean training loss of a pass has not improved
+        by at least ``tol`` for ``n_iter_no_change`` consecutive passes.
+
+    n_iter_no_change : int, default=10
+        Number of passes without improvement before training stops.
+
+    class_counts : array-like of shape (n_classes,) or dict, default=None
+        Class frequencies that define the monotone order, for when the
+        training set does not follow the natural distribution (for example a
+        re-sampled or balanced subset of long-tailed data). An array in the
+        order of ``classes_`` or a dict mapping every label to its count.
+        ``None`` uses the (sample-weighted) counts of ``y``. The logit-adjusted
+        loss always uses the distribution of the training set itself.
+
+    warm_start : bool, default=False
+        Whether to start from the previous fit's head when ``fit`` is called
+        again. ``coef_init`` takes precedence.
+
+    device : str, default="auto"
+        ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``
+        or ``"cuda:N"``.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the minibatch shuffling and any random initialisation. With an
+        int, two fits on the CPU give bit-identical ``coef_``.
+
+    verbose : int, default=0
+        ``0`` is silent; ``1`` prints one line per pass to stderr.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+
+    coef_ : ndarray of shape (n_classes, n_features)
+        Effective weights: ``decision_function`` of class ``c`` is
+        ``X @ coef_[c] + intercept_[c]``. Their row norms obey the monotone
+        constraint.
+
+    intercept_ : ndarray of shape (n_classes,)
+        Effective intercepts.
+
+    class_count_ : ndarray of shape (n_classes,)
+        The class frequencies that define the monotone order.
+
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during ``fit``. Defined only when ``X`` has
+        feature names that are all strings.
+
+    n_iter_ : int
+        Number of passes over the data done by the last ``fit``.
+
+    loss_curve_ : list of float
+        Mean weighted training loss of each pass.
+
+    device_ : str
+        The device the last ``fit`` ran on.
+
+    See Also
+    --------
+    sklearn.linear_model.LogisticRegression : Linear head with an L2 penalty.
+    sklearn.linear_model.SGDClassifier : Linear models fitted by SGD.
+
+    Notes
+    -----
+    Classes with equal counts are not ordered among themselves: the
+    projection is exact on the partial order that ties leave, and renaming
+    tied classes does not change the model.
+
+    ``predict_proba`` returns the head's softmax. With the logit-adjusted loss
+    those are probabilities under a balanced class prior; multiply by the
+    prior of the target population and renormalise for other priors.
+
+    References
+    ----------
+    S. Zhang, C. Li and T. Zhu, "Why Not Hyperparameter-Friendly
+    Optimisation? A Monotonic Adaptive Norm Rescaling Approach For
+    Long-Tailed Recognition", CVPR 2026.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn_samn import SAMNClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = SAMNClassifier(device="cpu", random_state=0).fit(X, y)
+    >>> clf.coef_.shape
+    (10, 64)
+    >>> round(clf.score(X, y), 2) >= 0.95
+    True
+    """
+
+    _parameter_constraints = {
+        "variant": [StrOptions({"invariant", "paper"})],
+        "loss": [StrOptions({"logit_adjusted", "cross_entropy"})],
+        "solver": [StrOptions({"adam", "sgd"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "class_counts": [None, "array-like", dict],
+        "warm_start": ["boolean"],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        variant="invariant",
+        loss="logit_adjusted",
+        solver="adam",
+        learning_rate_init=1e-2,
+        batch_size=256,
+        max_iter=100,
+        tol=1e-4,
+        n_iter_no_change=10,
+        class_counts=None,
+        warm_start=False,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.variant = variant
+        self.loss = loss
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.class_counts = class_counts
+        self.warm_start = warm_start
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None, *, coef_init=None, intercept_init=None):
+        """Fit the head on features ``X`` and labels ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training features, float32 or float64 (other numeric dtypes are
+            converted to float64). Training computes in float32; float32
+            input is not copied.
+        y : array-like of shape (n_samples,)
+            Class labels (ints, strings, ...).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights, not all zero; ``None`` weighs every sample
+            1.
+        coef_init : array-like of shape (n_classes, n_features), default=None
+            Initial weights, e.g. the backbone's own classifier, in the order
+            of ``classes_``. For two classes the ``(1, n_features)`` shape of
+            scikit-learn's binary linear models is accepted too.
+        intercept_init : array-like of shape (n_classes,), default=None
+            Initial intercepts (``(1,)`` for scikit-learn's binary form).
+
+        Returns
+        -------
+        self : SAMNClassifier
+            The fitted estimator.
+        """
+        check_device_string(self.device)
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        classes, y_encoded = np.unique(y, return_inverse=True)
+        if classes.shape[0] < 2:
+            raise ValueError(
+                "SAMNClassifier needs samples of at least 2 classes in the "
+                f"data, but the data contains only one class: {classes[0]!r}."
+            )
+        n_classes, n_features = classes.shape[0], X.shape[1]
+        sample_weight = _check_sample_weight(sample_weight, X.shape[0])
+        train_counts = np.bincount(
+            y_encoded, weights=sample_weight, minlength=n_classes
+        )
+        class_count = _check_class_counts(self.class_counts, classes, train_counts)
+        init = _check_init(coef_init, intercept_init, n_classes, n_features)
+
+        # Imports torch: kept out of module scope so that prediction needs none.
+        from ._device import resolve_device, torch_generator, torch_threads_for
+        from ._training import build_head, effective_weights, head_state, train_head
+
+        device = resolve_device(self.device)
+        random_state = check_random_state(self.random_state)
+        generator = torch_generator(random_state)
+
+        if self.variant == "invariant":
+            shift, scale = _weighted_centre_and_scale(X, sample_weight)
+        else:
+            shift, scale = np.zeros(n_features), 1.0
+
+        warm = init is None and self.warm_start and hasattr(self, "coef_")
+        if warm and (
+            not np.array_equal(classes, self.classes_)
+            or self.coef_.shape[1] != n_features
+        ):
+            raise ValueError(
+                "warm_start=True needs the classes and number of features of the "
+                f"previous fit ({len(self.classes_)} classes, "
+                f"{self.coef_.shape[1]} features); got {n_classes} classes "
+                f"{classes!r} and {n_features} features."
+            )
+        if warm and self.variant == "paper" == self._head_variant:
+            # The published norm map is not invertible on coef_ alone.
+            state = self._head_state
+        else:
+            if warm:
+                init = (self.coef_, self.intercept_)
+            state = _initial_state(
+                self.variant, init, X, y_encoded, sample_weight, n_classes,
+                shift, scale, class_count, random_state,
+            )
+
+        head = build_head(self.variant, state, class_count, device=device)
+        if self.loss == "logit_adjusted":
+            prior = train_counts / train_counts.sum()
+            logit_offset = np.log(np.maximum(prior, 1e-12))
+        else:
+            logit_offset = np.zeros(n_classes)
+
+        work = min(self.batch_size, X.shape[0]) * n_features * n_classes
+        with torch_threads_for(work, device):
+            loss_curve, converged = train_head(
+                head,
+                X,
+                y_encoded,
+                sample_weight,
+                shift=shift,
+                scale=scale,
+                logit_offset=logit_offset,
+                solver=self.solver,
+                learning_rate_init=self.learning_rate_init,
+                batch_size=self.batch_size,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                n_iter_no_change=self.n_iter_no_change,
+                device=device,
+                generator=generator,
+                verbose=self.verbose,
+            )
+
+        state = head_state(head)
+        weights, bias = effective_weights(self.variant, state, class_count)
+        self.classes_ = classes
+        self.class_count_ = class_count
+        self.coef_ = weights / scale
+        self.intercept_ = bias - self.coef_ @ shift
+        self.n_iter_ = len(loss_curve)
+        self.loss_curve_ = loss_curve
+        self.device_ = str(device)
+        self._head_state = state
+        self._head_variant = self.variant
+        if not converged:
+            warnings.warn(
+                f"SAMNClassifier stopped after max_iter={self.max_iter} passes "
+                f"while the training loss was still improving by more than "
+                f"tol={self.tol}. Increase max_iter for a converged fit.",
+                ConvergenceWarning,
+            )
+        return self
+
+    def _map_scores(self, X, transform):
+        """Apply ``transform`` to ``X @ coef_.T + intercept_``, chunk by chunk."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        out = None
+        for rows in _chunks(X.shape[0]):
+            scores = np.asarray(X[rows], dtype=np.float64) @ self.coef_.T
+            result = transform(scores + self.intercept_)
+            if out is None:
+                out = np.empty((X.shape[0],) + result.shape[1:], dtype=result.dtype)
+            out[rows] = result
+        return out
+
+    def decision_function(self, X):
+        """Class scores ``X @ coef_.T + intercept_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_classes) or (n_samples,)
+            For two classes, the score of ``classes_[1]`` minus that of
+            ``classes_[0]``, as in scikit-learn's binary classifiers.
+        """
+        check_is_fitted(self)
+        if len(self.classes_) == 2:
+            return self._map_scores(X, lambda s: s[:, 1] - s[:, 0])
+        return self._map_scores(X, lambda s: s)
+
+    def predict_proba(self, X):
+        """Class probabilities, the softmax of the class scores.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+        """
+        return self._map_scores(X, lambda s: softmax(s, axis=1))
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`, computed stably.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        return self._map_scores(X, lambda s: log_softmax(s, axis=1))
+
+    def predict(self, X):
+        """Predicted class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        indices = self._map_scores(X, lambda s: np.argmax(s, axis=1))
+        return self.classes_[indices]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        tags.classifier_tags.multi_label = False
+        return tags
+
+
+def _check_sample_weight(sample_weight, n_samples):
+    if sample_weight is None:
+        return np.ones(n_samples, dtype=np.float64)
+    sample_weight = np.asarray(sample_weight, dtype=np.float64)
+    if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},), one weight per "
+            f"sample; got shape {sample_weight.shape}."
+        )
+    if not np.all(np.isfinite(sample_weight)):
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if np.any(sample_weight < 0):
+        raise ValueError("Negative values in sample_weight are not allowed.")
+    if not np.any(sample_weight > 0):
+        raise ValueError("sample_weight is zero for every sample; nothing to fit.")
+    return sample_weight
+
+
+def _check_class_counts(class_counts, classes, train_counts):
+    n_classes = classes.shape[0]
+    if class_counts is None:
+        return train_counts.astype(np.float64)
+    if isinstance(class_counts, dict):
+        keys = set(class_counts)
+        labels = set(classes.tolist())
+        missing = [c for c in classes.tolist() if c not in keys]
+        extra = [k for k in class_counts if k not in labels]
+        if missing or extra:
+            raise ValueError(
+                "class_counts must have one entry per class of y; "
+                f"missing labels {missing}, labels not in y {extra}."
+            )
+        counts = np.array([class_counts[c] for c in classes.tolist()], dtype=np.float64)
+    else:
+        counts = np.asarray(class_counts, dtype=np.float64)
+        if counts.ndim != 1 or counts.shape[0] != n_classes:
+            raise ValueError(
+                f"class_counts must have one count per class ({n_classes} in "
+                f"classes_ order); got shape {counts.shape}."
+            )
+    if not np.all(np.isfinite(counts)) or np.any(counts < 0):
+        raise ValueError(
+            f"class_counts must be finite and non-negative; got {counts.tolist()}."
+        )
+    return counts
+
+
+def _check_init(coef_init, intercept_init, n_classes, n_features):
+    """Validate a warm-start head; return ``(coef, intercept)`` or ``None``."""
+    if coef_init is None and intercept_init is None:
+        return None
+    if coef_init is None:
+        raise ValueError("intercept_init needs coef_init as well.")
+    coef = np.array(coef_init, dtype=np.float64)
+    binary = n_classes == 2 and coef.shape == (1, n_features)
+    if coef.shape != (n_classes, n_features) and not binary:
+        raise ValueError(
+            f"coef_init must have shape ({n_classes}, {n_features}) "
+            f"(n_classes, n_features); got {coef.shape}."
+        )
+    if intercept_init is None:
+        intercept = np.zeros(coef.shape[0])
+    else:
+        intercept = np.array(intercept_init, dtype=np.float64)
+        if intercept.shape != (coef.shape[0],):
+            raise ValueError(
+                f"intercept_init must have shape ({coef.shape[0]},); got "
+                f"{intercept.shape}."
+            )
+    for name, value in (("coef_init", coef), ("intercept_init", intercept)):
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{name} contains NaN or infinity.")
+    if binary:
+        # scikit-learn's binary form scores classes_[1] minus classes_[0].
+        coef = np.vstack([-coef / 2, coef / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    return coef, intercept
+
+
+def _chunks(n_rows, size=_PREDICT_CHUNK_ROWS):
+    for start in range(0, n_rows, size):
+        yield slice(start, min(start + size, n_rows))
+
+
+def _weighted_centre_and_scale(X, sample_weight):
+    """Weighted mean row and root-mean-square norm of the centred rows.
+
+    Accumulated in float64 chunk by chunk, without a float64 copy of ``X``.
+    """
+    total = sample_weight.sum()
+    mean = np.zeros(X.shape[1])
+    for rows in _chunks(X.shape[0]):
+        mean += sample_weight[rows] @ np.asarray(X[rows], dtype=np.float64)
+    mean /= total
+    sq = 0.0
+    for rows in _chunks(X.shape[0]):
+        centred = np.asarray(X[rows], dtype=np.float64) - mean
+        sq += sample_weight[rows] @ np.einsum("ij,ij->i", centred, centred)
+    scale = float(np.sqrt(sq / total))
+    if not np.isfinite(scale) or scale <= 0:
+        scale = 1.0
+    return mean, scale
+
+
+def _class_means(X, y, sample_weight, n_classes, shift, scale):
+    """Weighted class means of ``(X - shift) / scale``."""
+    sums = np.zeros((n_classes, X.shape[1]))
+    for rows in _chunks(X.shape[0]):
+        chunk = (np.asarray(X[rows], dtype=np.float64) - shift) / scale
+        np.add.at(sums, y[rows], chunk * sample_weight[rows, None])
+    weights = np.bincount(y, weights=sample_weight, minlength=n_classes)
+    return sums / np.maximum(weights, np.finfo(np.float64).tiny)[:, None]
+
+
+def _usable_directions(directions, random_state):
+    """Replace rows of (near) zero norm by random directions."""
+    directions = np.array(directions, dtype=np.float64)
+    norms = np.linalg.norm(directions, axis=1)
+    bad = norms <= 1e-12 * max(norms.max(), 1e-300)
+    if np.any(bad):
+        directions[bad] = random_state.standard_normal((bad.sum(), directions.shape[1]))
+    return directions
+
+
+def _initial_state(
+    variant, init, X, y, sample_weight, n_classes, shift, scale, class_count,
+    random_state,
+):
+    """Initial head parameters, float64 NumPy, in the head's input space."""
+    if init is not None:
+        coef, intercept = init
+        # Express the given raw-space head in the head's (standardised) space.
+        directions = coef * scale
+        bias = intercept + coef @ shift
+    else:
+        directions = _class_means(X, y, sample_weight, n_classes, shift, scale)
+        bias = np.zeros(n_classes)
+    directions = _usable_directions(directions, random_state)
+
+    if variant == "invariant":
+        if init is not None:
+            norms = np.linalg.norm(coef * scale, axis=1)
+            floor = max(norms.max(), 1.0) * 1e-8
+            log_norms = np.log(np.maximum(norms, floor))
+        else:
+            log_norms = np.full(n_classes, np.log(_INITIAL_NORM))
+        return {"directions": directions, "log_norms": log_norms, "bias": bias}
+
+    span = class_count.max() - class_count.min()
+    scaled = (class_count - class_count.min()) / span if span > 0 else np.zeros(n_classes)
+    return {
+        "directions": directions,
+        "norm_scalars": scaled.copy(),
+        "bias": bias,
+        "bias_scalars": scaled.copy(),
+    }

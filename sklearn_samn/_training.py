@@ -1,0 +1,250 @@
+"""The torch side of SAMNClassifier: head parametrisations and the training loop.
+
+Everything here takes and returns NumPy arrays at its boundary; the estimator
+in ``_samn.py`` imports this module only inside ``fit``, so that a fitted model
+predicts without torch.
+"""
+
+import math
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._pava import monotone_projection_torch
+
+_PAPER_EPS = 1e-6
+
+
+class InvariantHead(torch.nn.Module):
+    """Scale-free SAMN head: ``w_c = exp(q_c) * v_c / ||v_c||``.
+
+    ``q`` is the projection of free log-norms ``a`` onto the values that are
+    non-increasing in class count, so the norm ``exp(q_c)`` of a rarer class is
+    never smaller than that of a more frequent one. ``exp`` is strictly
+    increasing, so the order of ``q`` is exactly the order of the norms. The
+    head sees standardised inputs, which makes the whole fit independent of
+    the scale of ``X``.
+    """
+
+    def __init__(self, directions, log_norms, bias, counts):
+        super().__init__()
+        self.directions = torch.nn.Parameter(torch.as_tensor(directions))
+        self.log_norms = torch.nn.Parameter(torch.as_tensor(log_norms))
+        self.bias = torch.nn.Parameter(torch.as_tensor(bias))
+        self.counts = np.asarray(counts, dtype=np.float64)
+
+    def norms(self):
+        return torch.exp(
+            monotone_projection_torch(self.log_norms, self.counts, increasing=False)
+        )
+
+    def forward(self):
+        unit = self.directions / self.directions.norm(dim=1, keepdim=True)
+        return self.norms()[:, None] * unit, self.bias
+
+
+def _paper_map(scalars, counts):
+    """``exp(1 / (softplus(PAVA(s)) + 1e-6))`` with PAVA non-decreasing tail to head."""
+    p = monotone_projection_torch(scalars, counts, increasing=True)
+    return torch.exp(1.0 / (F.softplus(p) + _PAPER_EPS))
+
+
+class PaperHead(torch.nn.Module):
+    """The published SAMN parametrisation (Zhang, Li and Zhu, CVPR 2026).
+
+    ``w_c = g(p_c) * v_c / ||v_c||`` and
+    ``b_c = bias_c + g(p'_c)`` with ``g(p) = exp(1 / (softplus(p) + 1e-6))``,
+    ``p = PAVA(s)`` and ``p' = PAVA(s')`` non-decreasing from tail to head.
+    ``g`` is strictly decreasing, so both the norms and the bias term are
+    non-increasing in class count.
+    """
+
+    def __init__(self, directions, norm_scalars, bias, bias_scalars, counts):
+        super().__init__()
+        self.directions = torch.nn.Parameter(torch.as_tensor(directions))
+        self.norm_scalars = torch.nn.Parameter(torch.as_tensor(norm_scalars))
+        self.bias = torch.nn.Parameter(torch.as_tensor(bias))
+        self.bias_scalars = torch.nn.Parameter(torch.as_tensor(bias_scalars))
+        self.counts = np.asarray(counts, dtype=np.float64)
+
+    def norms(self):
+        return _paper_map(self.norm_scalars, self.counts)
+
+    def forward(self):
+        unit = self.directions / self.directions.norm(dim=1, keepdim=True)
+        weights = self.norms()[:, None] * unit
+        return weights, self.bias + _paper_map(self.bias_scalars, self.counts)
+
+
+HEADS = {"invariant": InvariantHead, "paper": PaperHead}
+
+
+def build_head(variant, state, counts, *, device="cpu", dtype=torch.float32):
+    """Instantiate the head of ``variant`` from a dict of NumPy arrays."""
+    arrays = {
+        name: torch.as_tensor(np.asarray(value), dtype=dtype, device=device)
+        for name, value in state.items()
+    }
+    return HEADS[variant](counts=counts, **arrays)
+
+
+def head_state(head):
+    """The head's parameters as a dict of float64 NumPy arrays."""
+    return {
+        name: p.detach().to("cpu", torch.float64).numpy().copy()
+        for name, p in head.named_parameters()
+    }
+
+
+def effective_weights(variant, state, counts):
+    """Evaluate a head's weights and bias in float64 on the CPU.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_classes, n_features)
+    bias : ndarray of shape (n_classes,)
+    """
+    head = build_head(variant, state, counts, dtype=torch.float64)
+    with torch.no_grad():
+        weights, bias = head()
+    return weights.detach().numpy(), bias.detach().numpy()
+
+
+def _as_float32_tensor(X):
+    """A float32 CPU tensor sharing memory with ``X`` when ``X`` is float32."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    with warnings.catch_warnings():
+        # Read-only inputs (e.g. memmaps) are never written to.
+        warnings.filterwarnings("ignore", message=".*not writable.*")
+        return torch.from_numpy(X)
+
+
+def train_head(
+    head,
+    X,
+    y,
+    sample_weight,
+    *,
+    shift,
+    scale,
+    logit_offset,
+    solver,
+    learning_rate_init,
+    batch_size,
+    max_iter,
+    tol,
+    n_iter_no_change,
+    device,
+    generator,
+    verbose,
+):
+    """Minimise the weighted cross-entropy of ``head`` on standardised ``X``.
+
+    Parameters
+    ----------
+    head : torch.nn.Module
+        A head whose ``forward()`` returns ``(weights, bias)``; float32, on
+        ``device``; trained in place.
+    X : ndarray of shape (n_samples, n_features)
+        float32 or float64; never copied to float64.
+    y : ndarray of shape (n_samples,)
+        Encoded labels in ``[0, n_classes)``.
+    sample_weight : ndarray of shape (n_samples,)
+    shift, scale : ndarray of shape (n_features,) and float
+        The head sees ``(X - shift) / scale``.
+    logit_offset : ndarray of shape (n_classes,)
+        Added to the logits in the loss only (zeros for plain cross-entropy,
+        ``log(prior)`` for the logit-adjusted loss).
+    solver : {"adam", "sgd"}
+    learning_rate_init, batch_size, max_iter, tol, n_iter_no_change
+        As in :class:`~sklearn_samn.SAMNClassifier`.
+    device : torch.device
+    generator : torch.Generator
+        Drives the minibatch shuffling.
+    verbose : int
+
+    Returns
+    -------
+    loss_curve : list of float
+        Mean weighted loss of each pass.
+    converged : bool
+        Whether training stopped because the loss stopped improving.
+    """
+    n_samples = X.shape[0]
+    X_t = _as_float32_tensor(X).to(device)
+    y_t = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
+    w_t = torch.from_numpy(np.asarray(sample_weight, dtype=np.float32)).to(device)
+    shift_t = torch.as_tensor(shift, dtype=torch.float32, device=device)
+    inv_scale = float(1.0 / scale)
+    offset_t = torch.as_tensor(logit_offset, dtype=torch.float32, device=device)
+    total_weight = float(np.sum(sample_weight, dtype=np.float64))
+    mean_weight = total_weight / n_samples
+
+    batch_size = min(batch_size, n_samples)
+    n_batches = math.ceil(n_samples / batch_size)
+    if solver == "adam":
+        optimizer = torch.optim.Adam(head.parameters(), lr=learning_rate_init)
+    else:
+        optimizer = torch.optim.SGD(
+            head.parameters(), lr=learning_rate_init, momentum=0.9
+        )
+    total_steps = max_iter * n_batches
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+    )
+
+    loss_curve = []
+    best_loss = np.inf
+    no_improvement = 0
+    converged = False
+    start = time.perf_counter()
+    for epoch in range(max_iter):
+        full_batch = n_batches == 1
+        perm = None if full_batch else torch.randperm(n_samples, generator=generator)
+        epoch_loss = torch.zeros((), dtype=torch.float64, device=device)
+        for b in range(n_batches):
+            if full_batch:
+                xb, yb, wb = X_t, y_t, w_t
+            else:
+                idx = perm[b * batch_size : (b + 1) * batch_size].to(device)
+                xb, yb, wb = X_t[idx], y_t[idx], w_t[idx]
+            xb = (xb - shift_t) * inv_scale
+            weights, bias = head()
+            logits = torch.addmm(bias + offset_t, xb, weights.T)
+            losses = F.cross_entropy(logits, yb, reduction="none")
+            weighted = (losses * wb).sum()
+            # Normalised by the mean weight of the whole set, so that scaling
+            # every sample weight by the same factor changes nothing.
+            loss = weighted / (mean_weight * yb.shape[0])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            epoch_loss += weighted.detach().double()
+        value = float(epoch_loss) / total_weight
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"Training diverged: the loss is {value} at pass {epoch + 1}. "
+                "Lower learning_rate_init or rescale X."
+            )
+        loss_curve.append(value)
+        if verbose:
+            elapsed = time.perf_counter() - start
+            print(
+                f"pass {epoch + 1}/{max_iter}, loss {value:.6f}, "
+                f"{elapsed:.2f} s, {(epoch + 1) / elapsed:.1f} passes/s",
+                file=sys.stderr,
+            )
+        if value > best_loss - tol:
+            no_improvement += 1
+        else:
+            no_improvement = 0
+        best_loss = min(best_loss, value)
+        if no_improvement >= n_iter_no_change:
+            converged = True
+            break
+    return loss_curve, converged

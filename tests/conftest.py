@@ -1,0 +1,44 @@
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from sklearn_samn import SAMNClassifier
+
+
+def make_long_tailed_blobs(
+    counts=(60, 30, 15, 8, 4), n_features=8, separation=3.0, seed=0
+):
+    """Gaussian blobs, one per class, with the given (long-tailed) counts."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=separation, size=(len(counts), n_features))
+    X = np.vstack(
+        [c + rng.normal(size=(n, n_features)) for c, n in zip(centres, counts)]
+    )
+    y = np.repeat(np.arange(len(counts)), counts)
+    return X, y
+
+
+@pytest.fixture
+def long_tailed():
+    return make_long_tailed_blobs()
+
+
+@pytest.fixture
+def fast_clf():
+    """A CPU classifier small enough for many fits per test."""
+
+    def make(**params):
+        params = {"device": "cpu", "random_state": 0, "max_iter": 30, **params}
+        return SAMNClassifier(**params)
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _quiet_convergence():
+    # Short fits are the point of most tests; convergence is tested on its own.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield

@@ -1,0 +1,516 @@
+"""SAMNClassifier: what users do with it and the contract they rely on."""
+
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.base import clone
+from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_samn import SAMNClassifier
+
+from .conftest import make_long_tailed_blobs
+
+
+def assert_norms_monotone(clf):
+    """Whenever count_i > count_j, ||coef_i|| <= ||coef_j|| (to rounding)."""
+    norms = np.linalg.norm(clf.coef_, axis=1)
+    counts = clf.class_count_
+    for i in range(len(counts)):
+        for j in range(len(counts)):
+            if counts[i] > counts[j]:
+                assert norms[i] <= norms[j] * (1 + 1e-12), (i, j, norms, counts)
+
+
+# 1. fit / predict on the inputs users have ---------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fit_and_every_prediction_method(long_tailed, fast_clf, dtype):
+    X, y = long_tailed
+    X = X.astype(dtype)
+    clf = fast_clf().fit(X, y)
+    n_classes = len(np.unique(y))
+    assert clf.predict(X).shape == (len(y),)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(y), n_classes)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_allclose(clf.predict_log_proba(X), np.log(proba), atol=1e-10)
+    scores = clf.decision_function(X)
+    assert scores.shape == (len(y), n_classes)
+    np.testing.assert_array_equal(clf.classes_[scores.argmax(axis=1)], clf.predict(X))
+    assert clf.score(X, y) > 0.9
+
+
+def test_string_labels_and_dataframes(long_tailed, fast_clf):
+    X, y = long_tailed
+    names = np.array(["card", "loan", "fraud", "atm", "fx"])[y]
+    frame = pd.DataFrame(X, columns=[f"e{i}" for i in range(X.shape[1])])
+    clf = fast_clf().fit(frame, pd.Series(names))
+    np.testing.assert_array_equal(clf.classes_, np.sort(np.unique(names)))
+    np.testing.assert_array_equal(clf.feature_names_in_, frame.columns)
+    assert set(clf.predict(frame)) <= set(names)
+    assert clf.score(frame, names) > 0.9
+    with pytest.warns(UserWarning, match="feature names"):
+        clf.predict(X)
+
+
+def test_decision_function_is_the_linear_map(long_tailed, fast_clf):
+    X, y = long_tailed
+    clf = fast_clf().fit(X, y)
+    np.testing.assert_allclose(
+        clf.decision_function(X), X @ clf.coef_.T + clf.intercept_, rtol=1e-12
+    )
+
+
+def test_binary_decision_function_has_one_column(fast_clf):
+    X, y = make_long_tailed_blobs(counts=(40, 10))
+    clf = fast_clf().fit(X, y)
+    scores = clf.decision_function(X)
+    full = X @ clf.coef_.T + clf.intercept_
+    assert scores.shape == (len(y),)
+    np.testing.assert_allclose(scores, full[:, 1] - full[:, 0], rtol=1e-12)
+    np.testing.assert_array_equal(clf.predict(X), clf.classes_[(scores > 0).astype(int)])
+    assert clf.coef_.shape == (2, X.shape[1])
+
+
+def test_prediction_is_chunked_consistently(long_tailed, fast_clf, monkeypatch):
+    X, y = long_tailed
+    clf = fast_clf().fit(X, y)
+    whole = clf.predict_proba(X)
+    monkeypatch.setattr("sklearn_samn._samn._PREDICT_CHUNK_ROWS", 7)
+    np.testing.assert_allclose(clf.predict_proba(X), whole, rtol=1e-12)
+    np.testing.assert_array_equal(clf.predict(X), whole.argmax(axis=1))
+
+
+# 2. composition with scikit-learn -----------------------------------------
+
+
+def test_pipeline_cross_validation_and_grid_search(fast_clf):
+    X, y = make_long_tailed_blobs(counts=(40, 30, 20, 15, 10), n_features=12)
+    pipe = make_pipeline(StandardScaler(), PCA(random_state=0), fast_clf())
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    scores = cross_val_score(pipe, X, y, cv=cv, scoring="balanced_accuracy")
+    assert scores.shape == (3,) and scores.mean() > 0.8
+    search = GridSearchCV(pipe, {"pca__n_components": [2, 6]}, cv=cv)
+    search.fit(X, y)
+    assert search.best_params_["pca__n_components"] in (2, 6)
+    assert search.best_estimator_[-1].get_params() == fast_clf().get_params()
+    assert search.score(X, y) > 0.8
+
+
+def test_clone_pickle_and_joblib_round_trips(long_tailed, fast_clf, tmp_path):
+    X, y = long_tailed
+    clf = fast_clf(class_counts=[100, 50, 20, 5, 1])
+    cloned = clone(clf)
+    assert cloned.get_params() == clf.get_params()
+    assert not hasattr(cloned, "coef_")
+    clf.fit(X, y)
+    expected = clf.predict_proba(X)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X), expected)
+    joblib.dump(clf, tmp_path / "clf.joblib")
+    np.testing.assert_array_equal(
+        joblib.load(tmp_path / "clf.joblib").predict_proba(X), expected
+    )
+
+
+def test_fitted_model_predicts_without_torch(long_tailed, fast_clf, tmp_path):
+    X, y = long_tailed
+    clf = fast_clf().fit(X, y)
+    path = tmp_path / "clf.pkl"
+    path.write_bytes(pickle.dumps(clf))
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "expected.npy", clf.predict_proba(X))
+    script = textwrap.dedent(
+        f"""
+        import importlib.abc
+        import sys
+
+        class NoTorch(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ImportError("torch is blocked in this test")
+
+        sys.meta_path.insert(0, NoTorch())  # as if torch were not installed
+        import pickle
+        import numpy as np
+        try:
+            import torch
+        except ImportError:
+            pass
+        else:
+            raise SystemExit("torch should not be importable here")
+        clf = pickle.loads(open({str(path)!r}, "rb").read())
+        X = np.load({str(tmp_path / "X.npy")!r})
+        np.testing.assert_array_equal(
+            clf.predict_proba(X), np.load({str(tmp_path / "expected.npy")!r})
+        )
+        clf.predict(X); clf.decision_function(X); clf.score(X, clf.predict(X))
+        assert "torch" not in sys.modules
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_fitted_attributes_are_numpy(long_tailed, fast_clf):
+    X, y = long_tailed
+    clf = fast_clf().fit(X, y)
+    n_classes, n_features = 5, X.shape[1]
+    assert clf.coef_.shape == (n_classes, n_features)
+    assert clf.intercept_.shape == (n_classes,)
+    assert clf.class_count_.shape == (n_classes,)
+    for name in ("classes_", "coef_", "intercept_", "class_count_"):
+        assert type(getattr(clf, name)) is np.ndarray, name
+    assert clf.n_features_in_ == n_features
+    assert isinstance(clf.n_iter_, int) and 1 <= clf.n_iter_ <= 30
+    assert len(clf.loss_curve_) == clf.n_iter_
+    assert all(isinstance(v, float) for v in clf.loss_curve_)
+    assert clf.device_ == "cpu"
+    for value in vars(clf).values():
+        assert not isinstance(value, torch.Tensor)
+        if isinstance(value, dict):
+            assert all(isinstance(v, np.ndarray) for v in value.values())
+    np.testing.assert_array_equal(clf.class_count_, [60, 30, 15, 8, 4])
+
+
+def test_params_are_stored_verbatim():
+    counts = {0: 3, 1: 1}
+    clf = SAMNClassifier(class_counts=counts, device="cuda:3", max_iter=7)
+    assert clf.class_counts is counts
+    assert clf.device == "cuda:3" and clf.max_iter == 7
+
+
+# 3. warm start -------------------------------------------------------------
+
+
+def test_coef_init_is_where_training_starts(long_tailed, fast_clf):
+    X, y = long_tailed
+    reference = fast_clf(max_iter=50).fit(X, y)
+    # A near-zero learning rate leaves the head where it started.
+    clf = fast_clf(max_iter=1, learning_rate_init=1e-12, loss="cross_entropy")
+    clf.fit(X, y, coef_init=reference.coef_, intercept_init=reference.intercept_)
+    np.testing.assert_allclose(clf.coef_, reference.coef_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(clf.intercept_, reference.intercept_, rtol=1e-5, atol=1e-5)
+    # ... and a warm-started fit is already good after one pass.
+    one_pass = fast_clf(max_iter=1).fit(
+        X, y, coef_init=reference.coef_, intercept_init=reference.intercept_
+    )
+    assert one_pass.score(X, y) >= reference.score(X, y) - 0.02
+
+
+def test_warm_start_continues_from_previous_fit(long_tailed, fast_clf):
+    X, y = long_tailed
+    clf = fast_clf(warm_start=True, max_iter=20).fit(X, y)
+    first = clf.coef_.copy()
+    clf.set_params(max_iter=1, learning_rate_init=1e-12)
+    clf.fit(X, y)
+    np.testing.assert_allclose(clf.coef_, first, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="warm_start=True needs the classes"):
+        clf.fit(X[y < 4], y[y < 4])
+
+
+def test_paper_variant_warm_start_keeps_its_scalars(long_tailed, fast_clf):
+    X, y = long_tailed
+    clf = fast_clf(variant="paper", warm_start=True, max_iter=5).fit(X, y)
+    before = {k: v.copy() for k, v in clf._head_state.items()}
+    clf.set_params(max_iter=1, learning_rate_init=1e-12)
+    clf.fit(X, y)
+    for key, value in before.items():
+        np.testing.assert_allclose(clf._head_state[key], value, rtol=1e-6, atol=1e-8)
+
+
+def test_binary_coef_init_in_sklearn_form(fast_clf):
+    X, y = make_long_tailed_blobs(counts=(40, 10))
+    coef = np.ones((1, X.shape[1]))
+    clf = fast_clf(max_iter=1, learning_rate_init=1e-12, loss="cross_entropy")
+    clf.fit(X, y, coef_init=coef, intercept_init=[0.5])
+    np.testing.assert_allclose(clf.coef_[1] - clf.coef_[0], coef[0], rtol=1e-5)
+    np.testing.assert_allclose(clf.intercept_[1] - clf.intercept_[0], 0.5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "coef_init, intercept_init, message",
+    [
+        (np.ones((4, 8)), None, r"coef_init must have shape \(5, 8\)"),
+        (np.ones((5, 7)), None, r"coef_init must have shape \(5, 8\)"),
+        (np.full((5, 8), np.nan), None, "coef_init contains NaN"),
+        (np.full((5, 8), np.inf), None, "coef_init contains NaN or infinity"),
+        (np.ones((5, 8)), np.ones(4), r"intercept_init must have shape \(5,\)"),
+        (np.ones((5, 8)), [0, 0, np.nan, 0, 0], "intercept_init contains NaN"),
+        (None, np.ones(5), "intercept_init needs coef_init"),
+    ],
+)
+def test_bad_warm_start_head(long_tailed, fast_clf, coef_init, intercept_init, message):
+    X, y = long_tailed
+    with pytest.raises(ValueError, match=message):
+        fast_clf().fit(X, y, coef_init=coef_init, intercept_init=intercept_init)
+
+
+# 4. class_counts -----------------------------------------------------------
+
+
+def test_class_counts_define_the_monotone_order(long_tailed, fast_clf):
+    X, y = long_tailed
+    # The training set is long-tailed one way; the stated frequencies the
+    # other way round. The norms must follow the stated frequencies.
+    reversed_counts = [4, 8, 15, 30, 60]
+    clf = fast_clf(class_counts=reversed_counts).fit(X, y)
+    np.testing.assert_array_equal(clf.class_count_, reversed_counts)
+    assert_norms_monotone(clf)
+    norms = np.linalg.norm(clf.coef_, axis=1)
+    assert norms[0] >= norms[-1] * (1 - 1e-12)
+    as_dict = fast_clf(class_counts=dict(enumerate(reversed_counts))).fit(X, y)
+    np.testing.assert_array_equal(as_dict.coef_, clf.coef_)
+
+
+def test_class_counts_dict_with_string_labels(long_tailed, fast_clf):
+    X, y = long_tailed
+    names = np.array(["a", "b", "c", "d", "e"])[y]
+    counts = {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}
+    clf = fast_clf(class_counts=counts).fit(X, names)
+    np.testing.assert_array_equal(clf.class_count_, [1, 2, 3, 4, 5])
+    assert counts == {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}
+
+
+@pytest.mark.parametrize(
+    "class_counts, message",
+    [
+        ([1, 2, 3], "one count per class"),
+        ([[1, 2, 3, 4, 5]], "one count per class"),
+        ([1, 2, -3, 4, 5], "non-negative"),
+        ([1, 2, np.nan, 4, 5], "finite"),
+        ({0: 1, 1: 2, 2: 3, 3: 4}, r"missing labels \[4\]"),
+        ({0: 1, 1: 2, 2: 3, 3: 4, 4: 5, 9: 1}, r"labels not in y \[9\]"),
+    ],
+)
+def test_bad_class_counts(long_tailed, fast_clf, class_counts, message):
+    X, y = long_tailed
+    with pytest.raises(ValueError, match=message):
+        fast_clf(class_counts=class_counts).fit(X, y)
+
+
+# 5. sample_weight ----------------------------------------------------------
+
+
+def test_sample_weight_defines_default_counts_and_matters(long_tailed, fast_clf):
+    X, y = long_tailed
+    weight = np.where(y == 4, 20.0, 1.0)
+    clf = fast_clf().fit(X, y, sample_weight=weight)
+    np.testing.assert_array_equal(clf.class_count_, [60, 30, 15, 8, 80])
+    assert_norms_monotone(clf)
+    unweighted = fast_clf().fit(X, y)
+    assert not np.allclose(clf.coef_, unweighted.coef_)
+
+
+def test_scaling_all_sample_weights_changes_nothing(long_tailed, fast_clf):
+    X, y = long_tailed
+    a = fast_clf().fit(X, y)
+    b = fast_clf().fit(X, y, sample_weight=np.full(len(y), 10.0))
+    np.testing.assert_allclose(b.predict_proba(X), a.predict_proba(X), atol=1e-5)
+
+
+def test_sample_weight_is_not_modified(long_tailed, fast_clf):
+    X, y = long_tailed
+    weight = np.linspace(0.5, 2.0, len(y))
+    original = weight.copy()
+    fast_clf().fit(X, y, sample_weight=weight)
+    np.testing.assert_array_equal(weight, original)
+
+
+@pytest.mark.parametrize(
+    "make_weight, message",
+    [
+        (lambda n: -np.ones(n), "Negative values in sample_weight"),
+        (lambda n: np.zeros(n), "sample_weight is zero for every sample"),
+        (lambda n: np.ones(n - 1), r"sample_weight must have shape \(117,\)"),
+        (lambda n: np.full(n, np.nan), "sample_weight contains NaN"),
+    ],
+)
+def test_bad_sample_weight(long_tailed, fast_clf, make_weight, message):
+    X, y = long_tailed
+    with pytest.raises(ValueError, match=message):
+        fast_clf().fit(X, y, sample_weight=make_weight(len(y)))
+
+
+# 6. device and reproducibility ---------------------------------------------
+
+
+def test_cpu_fits_are_bit_identical(long_tailed):
+    X, y = long_tailed
+    params = dict(device="cpu", random_state=42, max_iter=10, batch_size=32)
+    a = SAMNClassifier(**params).fit(X, y)
+    b = SAMNClassifier(**params).fit(X, y)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    np.testing.assert_array_equal(a.intercept_, b.intercept_)
+    c = SAMNClassifier(**{**params, "random_state": 7}).fit(X, y)
+    assert not np.array_equal(a.coef_, c.coef_)
+
+
+def test_auto_device_picks_what_is_there(long_tailed):
+    X, y = long_tailed
+    clf = SAMNClassifier(max_iter=2, random_state=0).fit(X, y)
+    assert clf.device_ == ("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_without_cuda_is_a_clear_error(long_tailed, device):
+    X, y = long_tailed
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        SAMNClassifier(device=device).fit(X, y)
+
+
+@pytest.mark.parametrize("device", ["gpu", "tpu", "cuda:", "cuda:x", "CPU", ""])
+def test_unknown_device_string(long_tailed, device):
+    X, y = long_tailed
+    with pytest.raises(ValueError, match="'device' parameter"):
+        SAMNClassifier(device=device).fit(X, y)
+
+
+# The contract: monotone norms, symmetric ties, scale invariance ------------
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    counts=st.lists(st.integers(1, 30), min_size=2, max_size=7),
+    seed=st.integers(0, 2**16),
+    variant=st.sampled_from(["invariant", "paper"]),
+)
+def test_property_norms_are_monotone_in_class_count(counts, seed, variant):
+    X, y = make_long_tailed_blobs(counts=counts, n_features=5, seed=seed)
+    clf = SAMNClassifier(
+        variant=variant, device="cpu", random_state=seed, max_iter=15, batch_size=16
+    ).fit(X, y)
+    assert_norms_monotone(clf)
+
+
+def test_regression_renaming_tied_classes_changes_no_probability(fast_clf):
+    # Two tied pairs; swapping the labels inside each pair must permute the
+    # model's columns and change no predicted probability (METHOD.md shows a
+    # stable argsort + PAVA failing this).
+    X, y = make_long_tailed_blobs(counts=(50, 20, 20, 6, 6), seed=3)
+    rename = np.array([0, 2, 1, 4, 3])
+    a = fast_clf(batch_size=512).fit(X, y)
+    b = fast_clf(batch_size=512).fit(X, rename[y])
+    np.testing.assert_allclose(
+        b.predict_proba(X)[:, rename], a.predict_proba(X), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        np.linalg.norm(b.coef_, axis=1)[rename],
+        np.linalg.norm(a.coef_, axis=1),
+        rtol=1e-4,
+    )
+
+
+@pytest.mark.parametrize("factor", [100.0, 1e-6, 1e6])
+def test_default_is_scale_invariant(long_tailed, fast_clf, factor):
+    X, y = long_tailed
+    X = X + 5.0  # an offset too: the default centres its inputs
+    base = fast_clf().fit(X, y)
+    scaled = fast_clf().fit(X * factor, y)
+    assert np.all(np.isfinite(scaled.coef_)) and np.all(np.isfinite(scaled.intercept_))
+    np.testing.assert_allclose(
+        scaled.predict_proba(X * factor), base.predict_proba(X), atol=1e-4
+    )
+    np.testing.assert_allclose(scaled.coef_ * factor, base.coef_, rtol=1e-3, atol=1e-6)
+    assert scaled.score(X * factor, y) > 0.9
+
+
+def test_convergence_warning_and_tol(long_tailed):
+    X, y = long_tailed
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        SAMNClassifier(device="cpu", max_iter=2, random_state=0).fit(X, y)
+    clf = SAMNClassifier(
+        device="cpu", max_iter=500, tol=10.0, n_iter_no_change=3, random_state=0
+    ).fit(X, y)
+    # The first pass sets the reference; three more without improvement stop.
+    assert clf.n_iter_ == 4
+
+
+def test_verbose_reports_each_pass_on_stderr(long_tailed, capsys):
+    X, y = long_tailed
+    SAMNClassifier(device="cpu", max_iter=3, verbose=1, random_state=0).fit(X, y)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("pass 1/3, loss ")
+    SAMNClassifier(device="cpu", max_iter=3, random_state=0).fit(X, y)
+    assert capsys.readouterr().err == ""
+
+
+# Bad input -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_X(long_tailed, fast_clf, bad):
+    X, y = long_tailed
+    X_bad = X.copy()
+    X_bad[3, 2] = bad
+    with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+        fast_clf().fit(X_bad, y)
+    clf = fast_clf().fit(X, y)
+    with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+        clf.predict(X_bad)
+
+
+@pytest.mark.parametrize(
+    "X, y, message",
+    [
+        (np.empty((0, 3)), np.empty(0), "0 sample"),
+        (np.ones((5, 3)), np.zeros(5), "only one class"),
+        (np.random.rand(6, 3), np.linspace(0, 1, 6), "Unknown label type"),
+        (np.ones((4, 2, 2)), np.array([0, 1, 0, 1]), "dim 3"),
+        (np.array([["a", "b"], ["c", "d"]], dtype=object), [0, 1], "could not convert"),
+    ],
+)
+def test_bad_training_data(X, y, message):
+    with pytest.raises(ValueError, match=message):
+        SAMNClassifier(device="cpu").fit(X, y)
+
+
+def test_predict_before_fit():
+    with pytest.raises(NotFittedError):
+        SAMNClassifier().predict(np.ones((2, 3)))
+
+
+def test_wrong_number_of_features_at_predict(long_tailed, fast_clf):
+    X, y = long_tailed
+    clf = fast_clf().fit(X, y)
+    with pytest.raises(ValueError, match="has 7 features, but SAMNClassifier is expecting 8"):
+        clf.predict(X[:, :7])
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"max_iter": 0}, "'max_iter' parameter"),
+        ({"batch_size": 0}, "'batch_size' parameter"),
+        ({"learning_rate_init": 0.0}, "'learning_rate_init' parameter"),
+        ({"tol": -1.0}, "'tol' parameter"),
+        ({"variant": "scaled"}, "'variant' parameter"),
+        ({"loss": "hinge"}, "'loss' parameter"),
+        ({"solver": "lbfgs"}, "'solver' parameter"),
+        ({"class_counts": "many"}, "'class_counts' parameter"),
+    ],
+)
+def test_bad_parameters_name_themselves(long_tailed, params, message):
+    X, y = long_tailed
+    with pytest.raises(ValueError, match=message):
+        SAMNClassifier(device="cpu", **params).fit(X, y)
