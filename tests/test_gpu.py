@@ -1,0 +1,50 @@
+"""CUDA fits: skipped on machines without a GPU."""
+
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_samn import SAMNClassifier
+
+from .conftest import make_long_tailed_blobs
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+def test_cuda_fit_agrees_with_cpu_fit():
+    X, y = make_long_tailed_blobs(counts=(200, 100, 50, 20, 10), n_features=16)
+    params = dict(random_state=0, max_iter=30)
+    cpu = SAMNClassifier(device="cpu", **params).fit(X, y)
+    gpu = SAMNClassifier(device="cuda", **params).fit(X, y)
+    assert gpu.device_.startswith("cuda")
+    assert type(gpu.coef_) is np.ndarray and type(gpu.intercept_) is np.ndarray
+    assert np.mean(gpu.predict(X) == cpu.predict(X)) >= 0.995
+    np.testing.assert_allclose(gpu.predict_proba(X), cpu.predict_proba(X), atol=1e-2)
+
+
+def test_cuda_fitted_pickle_predicts_on_cpu_only_process(tmp_path):
+    X, y = make_long_tailed_blobs()
+    clf = SAMNClassifier(device="cuda", random_state=0, max_iter=10).fit(X, y)
+    path = tmp_path / "clf.pkl"
+    path.write_bytes(pickle.dumps(clf))
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "expected.npy", clf.predict(X))
+    code = (
+        "import pickle, numpy as np\n"
+        f"clf = pickle.loads(open({str(path)!r}, 'rb').read())\n"
+        f"X = np.load({str(tmp_path / 'X.npy')!r})\n"
+        f"assert (clf.predict(X) == np.load({str(tmp_path / 'expected.npy')!r})).all()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert result.returncode == 0, result.stderr

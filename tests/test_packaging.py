@@ -1,0 +1,58 @@
+"""The README's commands are the ones CI and users run."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands():
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"^```bash\n(.*?)\n```", text, flags=re.M | re.S)
+
+
+def test_ci_runs_the_readme_test_command():
+    commands = readme_commands()
+    test_command = [c for c in commands if "pytest" in c]
+    assert len(test_command) == 1
+    assert test_command[0].strip() in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_main_job_runs():
+    main_job = [c for c in readme_commands() if "examples/quickstart.py" in c]
+    assert len(main_job) == 1
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "SAMNClassifier()" in result.stdout
+
+
+def test_readme_quick_start_code_runs():
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)\n```", text, flags=re.M | re.S)
+    assert blocks, "the README has a quick-start code block"
+    namespace = {}
+    exec(compile(blocks[0], "README quick start", "exec"), namespace)
+    assert namespace["clf"].score(namespace["X"], namespace["y"]) > 0.5
+
+
+def test_package_imports_without_torch():
+    code = (
+        "import importlib.abc, sys\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError('no torch here')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "import sklearn_samn\n"
+        "clf = sklearn_samn.SAMNClassifier()\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
