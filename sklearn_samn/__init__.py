@@ -5,8 +5,9 @@ keeps the per-class weight norms monotone in class frequency through the Pool
 Adjacent Violators Algorithm (SAMN, CVPR 2026).
 """
 
+from . import datasets, metrics
 from ._pava import monotone_projection
 from ._samn import SAMNClassifier
 
-__all__ = ["SAMNClassifier", "monotone_projection"]
+__all__ = ["SAMNClassifier", "datasets", "metrics", "monotone_projection"]
 __version__ = "0.1.0"

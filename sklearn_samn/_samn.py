@@ -268,8 +268,19 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         init = _check_init(coef_init, intercept_init, n_classes, n_features)
 
         # Imports torch: kept out of module scope so that prediction needs none.
+        try:
+            from ._training import (
+                build_head,
+                effective_weights,
+                head_state,
+                train_head,
+            )
+        except ImportError as error:
+            raise ImportError(
+                "SAMNClassifier.fit needs PyTorch (pip install torch); a fitted "
+                "model predicts without it."
+            ) from error
         from ._device import resolve_device, torch_generator, torch_threads_for
-        from ._training import build_head, effective_weights, head_state, train_head
 
         device = resolve_device(self.device)
         random_state = check_random_state(self.random_state)

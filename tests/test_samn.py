@@ -514,3 +514,30 @@ def test_bad_parameters_name_themselves(long_tailed, params, message):
     X, y = long_tailed
     with pytest.raises(ValueError, match=message):
         SAMNClassifier(device="cpu", **params).fit(X, y)
+
+
+def test_fit_restores_torch_thread_count(long_tailed, fast_clf):
+    X, y = long_tailed
+    before = torch.get_num_threads()
+    fast_clf().fit(X, y)
+    assert torch.get_num_threads() == before
+
+
+def test_fit_without_torch_is_a_clear_import_error(tmp_path):
+    code = (
+        "import importlib.abc, sys\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError('No module named torch')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "import numpy as np\n"
+        "from sklearn_samn import SAMNClassifier\n"
+        "try:\n"
+        "    SAMNClassifier().fit(np.eye(4), [0, 1, 0, 1])\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "torch" in result.stdout and "SAMNClassifier.fit" in result.stdout

@@ -1,0 +1,107 @@
+"""Per-class and shot accuracy, and the scorers."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_samn import SAMNClassifier
+from sklearn_samn.metrics import (
+    make_shot_scorer,
+    per_class_accuracy,
+    shot_accuracy,
+    shot_groups,
+)
+
+from .conftest import make_long_tailed_blobs
+
+
+def test_per_class_accuracy_and_missing_classes():
+    acc = per_class_accuracy(["a", "a", "b", "c"], ["a", "b", "b", "a"], labels=["a", "b", "c", "d"])
+    np.testing.assert_array_equal(acc[:3], [0.5, 1.0, 0.0])
+    assert np.isnan(acc[3])
+
+
+def test_groups_by_thresholds_including_boundaries():
+    groups = shot_groups([101, 100, 20, 19, 0], thresholds=(100, 20))
+    assert groups.tolist() == ["many", "medium", "medium", "few", "few"]
+    assert shot_groups([50, 5], thresholds=(10, 10)).tolist() == ["many", "few"]
+
+
+def test_thirds_keep_ties_together():
+    groups = shot_groups([5, 5, 5, 1, 9, 9], thresholds="thirds")
+    assert groups.tolist() == ["medium", "medium", "medium", "few", "many", "many"]
+    assert shot_groups(np.arange(9), thresholds="thirds").tolist() == (
+        ["few"] * 3 + ["medium"] * 3 + ["many"] * 3
+    )
+
+
+@pytest.mark.parametrize(
+    "thresholds, message",
+    [((20, 100), "few <= many"), ((1, 2, 3), "pair"), ("halves", "'thresholds' parameter")],
+)
+def test_bad_thresholds(thresholds, message):
+    with pytest.raises(ValueError, match=message):
+        shot_groups([1, 2, 3], thresholds=thresholds)
+
+
+def test_shot_accuracy_is_mean_of_per_class_accuracy():
+    rng = np.random.default_rng(0)
+    y_true = np.repeat(np.arange(6), 10)
+    y_pred = np.where(rng.random(60) < 0.7, y_true, rng.integers(0, 6, 60))
+    counts = np.array([500, 300, 60, 40, 10, 2])
+    scores = shot_accuracy(y_true, y_pred, class_counts=counts, labels=np.arange(6))
+    acc = per_class_accuracy(y_true, y_pred, labels=np.arange(6))
+    assert scores["balanced"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+    assert scores["many"] == pytest.approx(acc[:2].mean())
+    assert scores["medium"] == pytest.approx(acc[2:4].mean())
+    assert scores["few"] == pytest.approx(acc[4:].mean())
+    as_dict = shot_accuracy(y_true, y_pred, class_counts=dict(enumerate(counts)))
+    assert as_dict == scores
+
+
+def test_empty_group_is_nan():
+    scores = shot_accuracy([0, 1], [0, 1], class_counts={0: 5, 1: 6})
+    assert np.isnan(scores["many"]) and scores["few"] == 1.0
+
+
+def test_bad_class_counts():
+    with pytest.raises(ValueError, match="no count for labels"):
+        shot_accuracy([0, 1], [0, 1], class_counts={0: 5})
+    with pytest.raises(ValueError, match="one count per label"):
+        shot_accuracy([0, 1], [0, 1], class_counts=[5], labels=[0, 1])
+    with pytest.raises(ValueError, match="non-negative"):
+        shot_accuracy([0, 1], [0, 1], class_counts=[5, -1], labels=[0, 1])
+
+
+def test_scorer_reads_the_fold_counts_and_works_in_grid_search():
+    X, y = make_long_tailed_blobs(counts=(150, 60, 30, 12, 6), n_features=6)
+    pipe = make_pipeline(StandardScaler(), SAMNClassifier(device="cpu", random_state=0, max_iter=20))
+    scorer = make_shot_scorer("few", thresholds=(100, 20))
+    search = GridSearchCV(
+        pipe,
+        {"standardscaler__with_mean": [True, False]},
+        cv=StratifiedKFold(3, shuffle=True, random_state=0),
+        scoring={"few": scorer, "balanced": make_shot_scorer("balanced")},
+        refit="balanced",
+    )
+    search.fit(X, y)
+    few = search.cv_results_["mean_test_few"]
+    assert np.all((few >= 0) & (few <= 1))
+    fitted = search.best_estimator_
+    expected = shot_accuracy(
+        y, fitted.predict(X), class_counts=fitted[-1].class_count_, labels=fitted.classes_
+    )["few"]
+    assert scorer(fitted, X, y) == pytest.approx(expected)
+    fixed = make_shot_scorer("many", class_counts={0: 150, 1: 60, 2: 30, 3: 12, 4: 6})
+    assert 0 <= fixed(fitted, X, y) <= 1
+
+
+def test_scorer_without_counts_needs_class_count():
+    from sklearn.dummy import DummyClassifier
+
+    clf = DummyClassifier().fit([[0], [1]], [0, 1])
+    with pytest.raises(ValueError, match="class_count_"):
+        make_shot_scorer()(clf, [[0], [1]], [0, 1])
