@@ -123,6 +123,11 @@ def _as_float32_tensor(X):
         return torch.from_numpy(X)
 
 
+def _chunk_rows(n_classes, n_features):
+    """Rows per chunk so that one chunk's logits and inputs stay near 16 MB."""
+    return max(256, (1 << 22) // max(n_classes, n_features))
+
+
 def train_head(
     head,
     X,
@@ -143,6 +148,11 @@ def train_head(
     verbose,
 ):
     """Minimise the weighted cross-entropy of ``head`` on standardised ``X``.
+
+    One optimiser step per minibatch; with ``batch_size=None`` one step per
+    pass over the data (full batch). Either way the batch is processed in
+    chunks whose gradients are accumulated, so memory does not grow with the
+    batch.
 
     Parameters
     ----------
@@ -170,9 +180,10 @@ def train_head(
     Returns
     -------
     loss_curve : list of float
-        Mean weighted loss of each pass.
-    converged : bool
-        Whether training stopped because the loss stopped improving.
+        Mean weighted loss of each pass, measured while the pass ran.
+    converged : bool or None
+        With ``tol=None``: ``None``. Otherwise whether training stopped
+        because the loss stopped improving by ``tol``.
     """
     n_samples = X.shape[0]
     X_t = _as_float32_tensor(X).to(device)
@@ -184,8 +195,10 @@ def train_head(
     total_weight = float(np.sum(sample_weight, dtype=np.float64))
     mean_weight = total_weight / n_samples
 
-    batch_size = min(batch_size, n_samples)
+    full_batch = batch_size is None or batch_size >= n_samples
+    batch_size = n_samples if full_batch else batch_size
     n_batches = math.ceil(n_samples / batch_size)
+    chunk = _chunk_rows(len(logit_offset), X.shape[1])
     if solver == "adam":
         optimizer = torch.optim.Adam(head.parameters(), lr=learning_rate_init)
     else:
@@ -200,31 +213,36 @@ def train_head(
     loss_curve = []
     best_loss = np.inf
     no_improvement = 0
-    converged = False
+    converged = None if tol is None else False
     start = time.perf_counter()
     for epoch in range(max_iter):
-        full_batch = n_batches == 1
         perm = None if full_batch else torch.randperm(n_samples, generator=generator)
         epoch_loss = torch.zeros((), dtype=torch.float64, device=device)
         for b in range(n_batches):
-            if full_batch:
-                xb, yb, wb = X_t, y_t, w_t
-            else:
-                idx = perm[b * batch_size : (b + 1) * batch_size].to(device)
-                xb, yb, wb = X_t[idx], y_t[idx], w_t[idx]
-            xb = (xb - shift_t) * inv_scale
             weights, bias = head()
-            logits = torch.addmm(bias + offset_t, xb, weights.T)
-            losses = F.cross_entropy(logits, yb, reduction="none")
-            weighted = (losses * wb).sum()
-            # Normalised by the mean weight of the whole set, so that scaling
-            # every sample weight by the same factor changes nothing.
-            loss = weighted / (mean_weight * yb.shape[0])
+            # Gradients are accumulated on detached copies chunk by chunk and
+            # sent through the parametrisation (and its PAVA) once per step.
+            w_leaf = weights.detach().requires_grad_()
+            b_leaf = bias.detach().requires_grad_()
+            logit_bias = b_leaf + offset_t
+            if full_batch:
+                batch, batch_len = None, n_samples
+            else:
+                batch = perm[b * batch_size : (b + 1) * batch_size].to(device)
+                batch_len = batch.shape[0]
+            norm = mean_weight * batch_len
+            for c in range(0, batch_len, chunk):
+                rows = slice(c, c + chunk) if full_batch else batch[c : c + chunk]
+                xb = (X_t[rows] - shift_t) * inv_scale
+                logits = torch.addmm(logit_bias, xb, w_leaf.T)
+                losses = F.cross_entropy(logits, y_t[rows], reduction="none")
+                weighted = (losses * w_t[rows]).sum()
+                (weighted / norm).backward()
+                epoch_loss += weighted.detach().double()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.autograd.backward((weights, bias), (w_leaf.grad, b_leaf.grad))
             optimizer.step()
             scheduler.step()
-            epoch_loss += weighted.detach().double()
         value = float(epoch_loss) / total_weight
         if not math.isfinite(value):
             raise FloatingPointError(
@@ -239,10 +257,9 @@ def train_head(
                 f"{elapsed:.2f} s, {(epoch + 1) / elapsed:.1f} passes/s",
                 file=sys.stderr,
             )
-        if value > best_loss - tol:
-            no_improvement += 1
-        else:
-            no_improvement = 0
+        if tol is None:
+            continue
+        no_improvement = no_improvement + 1 if value > best_loss - tol else 0
         best_loss = min(best_loss, value)
         if no_improvement >= n_iter_no_change:
             converged = True

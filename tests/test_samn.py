@@ -4,6 +4,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import joblib
 import numpy as np
@@ -326,6 +327,21 @@ def test_scaling_all_sample_weights_changes_nothing(long_tailed, fast_clf):
     np.testing.assert_allclose(b.predict_proba(X), a.predict_proba(X), atol=1e-5)
 
 
+def test_integer_sample_weight_equals_repeating_rows_to_float32_rounding():
+    # scikit-learn's check_sample_weight_equivalence, at float32 tolerance.
+    rng = np.random.RandomState(42)
+    X = rng.rand(15, 30)
+    y = rng.randint(0, 3, size=15)
+    weight = rng.randint(0, 5, size=15)
+    params = dict(device="cpu", random_state=0)
+    repeated = SAMNClassifier(**params).fit(X.repeat(weight, axis=0), y.repeat(weight))
+    weighted = SAMNClassifier(**params).fit(X, y, sample_weight=weight)
+    np.testing.assert_allclose(
+        weighted.predict_proba(X), repeated.predict_proba(X), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(weighted.coef_, repeated.coef_, rtol=1e-4, atol=1e-6)
+
+
 def test_sample_weight_is_not_modified(long_tailed, fast_clf):
     X, y = long_tailed
     weight = np.linspace(0.5, 2.0, len(y))
@@ -435,8 +451,14 @@ def test_default_is_scale_invariant(long_tailed, fast_clf, factor):
 
 def test_convergence_warning_and_tol(long_tailed):
     X, y = long_tailed
+    # By default max_iter is the length of the learning-rate schedule: no
+    # plateau criterion, so no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = SAMNClassifier(device="cpu", max_iter=2, random_state=0).fit(X, y)
+    assert clf.n_iter_ == 2
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):
-        SAMNClassifier(device="cpu", max_iter=2, random_state=0).fit(X, y)
+        SAMNClassifier(device="cpu", max_iter=2, tol=1e-6, random_state=0).fit(X, y)
     clf = SAMNClassifier(
         device="cpu", max_iter=500, tol=10.0, n_iter_no_change=3, random_state=0
     ).fit(X, y)
@@ -541,3 +563,15 @@ def test_fit_without_torch_is_a_clear_import_error(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "torch" in result.stdout and "SAMNClassifier.fit" in result.stdout
+
+
+def test_full_batch_gradient_accumulated_over_chunks(long_tailed, monkeypatch):
+    X, y = long_tailed
+    params = dict(device="cpu", random_state=0, max_iter=10)
+    whole = SAMNClassifier(**params).fit(X, y)
+    monkeypatch.setattr("sklearn_samn._training._chunk_rows", lambda *args: 10)
+    chunked = SAMNClassifier(**params).fit(X, y)
+    np.testing.assert_allclose(chunked.coef_, whole.coef_, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(chunked.loss_curve_, whole.loss_curve_, rtol=1e-5)
+    minibatch = SAMNClassifier(**params, batch_size=16).fit(X, y)
+    assert minibatch.n_iter_ == 10 and minibatch.score(X, y) > 0.9
