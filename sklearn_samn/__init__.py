@@ -7,7 +7,15 @@ Adjacent Violators Algorithm (SAMN, CVPR 2026).
 
 from . import datasets, metrics
 from ._pava import monotone_projection
+from ._persistence import load, save
 from ._samn import SAMNClassifier
 
-__all__ = ["SAMNClassifier", "datasets", "metrics", "monotone_projection"]
+__all__ = [
+    "SAMNClassifier",
+    "datasets",
+    "load",
+    "metrics",
+    "monotone_projection",
+    "save",
+]
 __version__ = "0.1.0"

@@ -1,0 +1,245 @@
+"""Saving and loading fitted SAMNClassifiers without pickle.
+
+A model file is a NumPy ``.npz`` archive holding the fitted arrays and one JSON
+document (parameters, attribute names, format version, a SHA-256 digest of the
+arrays). It is read with ``allow_pickle=False``, so loading a file received
+from someone else cannot run code.
+"""
+
+import hashlib
+import json
+import zipfile
+from numbers import Integral, Real
+
+import numpy as np
+
+from ._samn import SAMNClassifier
+
+__all__ = ["save", "load"]
+
+FORMAT = "sklearn-samn-model"
+FORMAT_VERSION = 1
+
+_ARRAYS = ("classes_", "coef_", "intercept_", "class_count_", "loss_curve_")
+
+
+def _json_scalar(value, what):
+    """A label or count as a JSON value, or a clear error."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, Integral):
+        return int(value)
+    if isinstance(value, Real):
+        return float(value)
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"Cannot save {what} {value!r} of type {type(value).__name__}.")
+
+
+def _plain_array(array, what):
+    """``array`` as a non-object NumPy array that needs no pickle."""
+    array = np.asarray(array)
+    if array.dtype == object:
+        values = array.tolist()
+        if all(isinstance(v, str) for v in values):
+            return np.array(values, dtype=str)
+        if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+            return np.array(values, dtype=np.int64)
+        raise TypeError(
+            f"Cannot save {what} of mixed or non-basic types without pickle; "
+            "use joblib/pickle for this model."
+        )
+    return array
+
+
+def _digest(arrays):
+    sha = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        sha.update(name.encode())
+        sha.update(str(array.dtype).encode())
+        sha.update(str(array.shape).encode())
+        sha.update(array.tobytes())
+    return sha.hexdigest()
+
+
+def save(estimator, path):
+    """Save a fitted :class:`SAMNClassifier` to ``path`` without pickle.
+
+    Parameters
+    ----------
+    estimator : SAMNClassifier
+        A fitted estimator.
+    path : str or path-like
+        Destination file; written as it is named (``numpy.savez`` would add
+        ``.npz`` to a name without it, this does not).
+
+    Raises
+    ------
+    TypeError
+        If ``estimator`` is not a SAMNClassifier, or holds labels or
+        parameters that need pickle (mixed-type labels, a ``RandomState``
+        instance as ``random_state``).
+
+    See Also
+    --------
+    load : Read the file back.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn_samn import SAMNClassifier, save, load
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = SAMNClassifier(device="cpu", random_state=0).fit(X, y)
+    >>> path = os.path.join(tempfile.mkdtemp(), "iris.samn")
+    >>> save(clf, path)
+    >>> bool(np.array_equal(load(path).predict_proba(X), clf.predict_proba(X)))
+    True
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    if not isinstance(estimator, SAMNClassifier):
+        raise TypeError(
+            f"save() stores SAMNClassifier models; got {type(estimator).__name__}."
+        )
+    check_is_fitted(estimator)
+    params = estimator.get_params()
+    if params["random_state"] is not None and not isinstance(
+        params["random_state"], Integral
+    ):
+        raise TypeError(
+            "Cannot save random_state given as a RandomState instance without "
+            "pickle; set random_state to an int or None first."
+        )
+    counts = params.pop("class_counts")
+    if isinstance(counts, dict):
+        counts = {"dict": [[_json_scalar(k, "class_counts label"),
+                            _json_scalar(v, "class_counts count")]
+                           for k, v in counts.items()]}
+    elif counts is not None:
+        counts = {"array": [_json_scalar(v, "class_counts count")
+                            for v in np.asarray(counts).tolist()]}
+    params = {k: _json_scalar(v, f"parameter {k}") if v is not None else None
+              for k, v in params.items()}
+    params["class_counts"] = counts
+
+    arrays = {name: _plain_array(getattr(estimator, name), name) for name in _ARRAYS}
+    if hasattr(estimator, "feature_names_in_"):
+        arrays["feature_names_in_"] = _plain_array(
+            estimator.feature_names_in_, "feature_names_in_"
+        )
+    for key, value in estimator._head_state.items():
+        arrays[f"head_state.{key}"] = np.asarray(value)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "params": params,
+        "n_features_in_": int(estimator.n_features_in_),
+        "n_iter_": int(estimator.n_iter_),
+        "device_": str(estimator.device_),
+        "head_variant": estimator._head_variant,
+        "sha256": _digest(arrays),
+    }
+    with open(path, "wb") as handle:
+        np.savez(handle, __meta__=np.array(json.dumps(meta)), **arrays)
+
+
+def _corrupt(path, why):
+    return ValueError(f"{path} is not a valid sklearn-samn model file: {why}")
+
+
+def load(path):
+    """Load a :class:`SAMNClassifier` saved by :func:`save`.
+
+    Nothing in the file is unpickled or executed.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by :func:`save`.
+
+    Returns
+    -------
+    estimator : SAMNClassifier
+        The fitted estimator, ready to predict (torch is not needed).
+
+    Raises
+    ------
+    ValueError
+        If the file is not a model file, was truncated or altered, or was
+        written by a newer format version.
+
+    See Also
+    --------
+    save : Write a model file.
+
+    Examples
+    --------
+    See :func:`save`.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            contents = {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:
+        raise _corrupt(path, f"it cannot be read as an archive ({error})") from None
+    if "__meta__" not in contents:
+        raise _corrupt(path, "it holds no sklearn-samn metadata")
+    try:
+        meta = json.loads(str(contents.pop("__meta__")))
+    except json.JSONDecodeError as error:
+        raise _corrupt(path, f"its metadata is not JSON ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise _corrupt(path, "its metadata does not name the sklearn-samn format")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"{path} was written by a newer sklearn-samn (format version "
+            f"{meta['format_version']}); upgrade sklearn-samn to load it."
+        )
+    if _digest(contents) != meta.get("sha256"):
+        raise _corrupt(path, "its arrays do not match their recorded checksum "
+                             "(the file was altered or damaged)")
+    try:
+        return _rebuild(meta, contents)
+    except (KeyError, TypeError, ValueError) as error:
+        raise _corrupt(path, f"inconsistent contents ({error})") from None
+
+
+def _rebuild(meta, arrays):
+    params = dict(meta["params"])
+    counts = params.pop("class_counts")
+    if counts is not None:
+        counts = (
+            {k: v for k, v in counts["dict"]} if "dict" in counts else counts["array"]
+        )
+    estimator = SAMNClassifier(class_counts=counts, **params)
+    for name in _ARRAYS:
+        setattr(estimator, name, arrays[name])
+    estimator.loss_curve_ = [float(v) for v in estimator.loss_curve_]
+    if "feature_names_in_" in arrays:
+        estimator.feature_names_in_ = arrays["feature_names_in_"].astype(object)
+    estimator.n_features_in_ = int(meta["n_features_in_"])
+    estimator.n_iter_ = int(meta["n_iter_"])
+    estimator.device_ = str(meta["device_"])
+    estimator._head_variant = str(meta["head_variant"])
+    estimator._head_state = {
+        name.split(".", 1)[1]: value
+        for name, value in arrays.items()
+        if name.startswith("head_state.")
+    }
+    n_classes = len(estimator.classes_)
+    expected = {
+        "coef_": (n_classes, estimator.n_features_in_),
+        "intercept_": (n_classes,),
+        "class_count_": (n_classes,),
+    }
+    for name, shape in expected.items():
+        if getattr(estimator, name).shape != shape:
+            raise ValueError(f"{name} has shape {getattr(estimator, name).shape}, "
+                             f"expected {shape}")
+    if not all(np.all(np.isfinite(getattr(estimator, n))) for n in ("coef_", "intercept_")):
+        raise ValueError("coef_ or intercept_ is not finite")
+    return estimator

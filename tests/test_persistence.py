@@ -1,0 +1,179 @@
+"""save/load: pickle-free model files."""
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn_samn import SAMNClassifier, load, save
+
+from .conftest import make_long_tailed_blobs
+
+
+@pytest.fixture
+def fitted():
+    X, y = make_long_tailed_blobs()
+    names = np.array(["card", "loan", "fraud", "atm", "fx"])[y]
+    clf = SAMNClassifier(
+        device="cpu", random_state=0, max_iter=10,
+        class_counts={"card": 600, "loan": 300, "fraud": 150, "atm": 80, "fx": 40},
+    ).fit(X, names)
+    return clf, X
+
+
+@pytest.mark.parametrize("variant", ["invariant", "paper"])
+def test_round_trip_gives_identical_predictions(tmp_path, variant):
+    X, y = make_long_tailed_blobs()
+    clf = SAMNClassifier(variant=variant, device="cpu", random_state=0, max_iter=5).fit(X, y)
+    save(clf, tmp_path / "m.samn")
+    loaded = load(tmp_path / "m.samn")
+    for method in ("predict", "predict_proba", "decision_function", "predict_log_proba"):
+        np.testing.assert_array_equal(getattr(loaded, method)(X), getattr(clf, method)(X))
+    assert loaded.get_params() == clf.get_params()
+    assert loaded.loss_curve_ == clf.loss_curve_
+    assert loaded.n_iter_ == clf.n_iter_ and loaded.device_ == clf.device_
+    for key, value in clf._head_state.items():
+        np.testing.assert_array_equal(loaded._head_state[key], value)
+
+
+def test_round_trip_keeps_string_labels_dict_counts_and_feature_names(tmp_path, fitted):
+    clf, X = fitted
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    clf.fit(frame, clf.predict(X))
+    save(clf, tmp_path / "m.samn")
+    loaded = load(tmp_path / "m.samn")
+    assert loaded.class_counts == clf.class_counts
+    np.testing.assert_array_equal(loaded.classes_, clf.classes_)
+    np.testing.assert_array_equal(loaded.feature_names_in_, clf.feature_names_in_)
+    np.testing.assert_array_equal(loaded.predict(frame), clf.predict(frame))
+    # A warm start from the loaded model works like one from the original.
+    loaded.set_params(warm_start=True, max_iter=1).fit(frame, clf.predict(frame))
+
+
+def test_loaded_model_predicts_without_torch(tmp_path, fitted):
+    clf, X = fitted
+    save(clf, tmp_path / "m.samn")
+    np.save(tmp_path / "X.npy", X)
+    code = (
+        "import importlib.abc, sys\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError('no torch')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "import numpy as np, sklearn_samn\n"
+        f"clf = sklearn_samn.load({str(tmp_path / 'm.samn')!r})\n"
+        f"print(','.join(clf.predict(np.load({str(tmp_path / 'X.npy')!r})[:3])))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ",".join(clf.predict(X[:3]))
+
+
+def test_file_holds_no_pickle(tmp_path, fitted):
+    clf, _ = fitted
+    save(clf, tmp_path / "m.samn")
+    with np.load(tmp_path / "m.samn", allow_pickle=False) as archive:
+        for name in archive.files:
+            assert archive[name].dtype != object
+
+
+def test_truncated_file_is_a_clear_error(tmp_path, fitted):
+    clf, _ = fitted
+    save(clf, tmp_path / "m.samn")
+    data = (tmp_path / "m.samn").read_bytes()
+    (tmp_path / "cut.samn").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a valid sklearn-samn model file"):
+        load(tmp_path / "cut.samn")
+
+
+def _rewrite(path, out, change):
+    with np.load(path, allow_pickle=False) as archive:
+        contents = {name: archive[name] for name in archive.files}
+    change(contents)
+    with open(out, "wb") as handle:
+        np.savez(handle, **contents)
+
+
+def test_tampered_arrays_are_detected(tmp_path, fitted):
+    clf, _ = fitted
+    save(clf, tmp_path / "m.samn")
+
+    def scale_coef(contents):
+        contents["coef_"] = contents["coef_"] * 2
+
+    _rewrite(tmp_path / "m.samn", tmp_path / "t.samn", scale_coef)
+    with pytest.raises(ValueError, match="checksum"):
+        load(tmp_path / "t.samn")
+
+
+def test_tampered_metadata_is_detected(tmp_path, fitted):
+    clf, _ = fitted
+    save(clf, tmp_path / "m.samn")
+
+    def break_meta(contents):
+        meta = json.loads(str(contents["__meta__"]))
+        meta["format"] = "something-else"
+        contents["__meta__"] = np.array(json.dumps(meta))
+
+    _rewrite(tmp_path / "m.samn", tmp_path / "t.samn", break_meta)
+    with pytest.raises(ValueError, match="does not name the sklearn-samn format"):
+        load(tmp_path / "t.samn")
+
+    def inconsistent(contents):
+        meta = json.loads(str(contents["__meta__"]))
+        meta["n_features_in_"] = 3
+        contents["__meta__"] = np.array(json.dumps(meta))
+
+    _rewrite(tmp_path / "m.samn", tmp_path / "u.samn", inconsistent)
+    with pytest.raises(ValueError, match="inconsistent contents"):
+        load(tmp_path / "u.samn")
+
+
+def test_files_that_are_not_models(tmp_path):
+    (tmp_path / "text.samn").write_text("hello")
+    with pytest.raises(ValueError, match="cannot be read as an archive"):
+        load(tmp_path / "text.samn")
+    np.savez(tmp_path / "plain.npz", X=np.ones(3))
+    with pytest.raises(ValueError, match="no sklearn-samn metadata"):
+        load(tmp_path / "plain.npz")
+    with zipfile.ZipFile(tmp_path / "evil.samn", "w") as archive:
+        archive.writestr("__meta__.npy", b"\x93NUMPY garbage")
+    with pytest.raises(ValueError, match="not a valid sklearn-samn model file"):
+        load(tmp_path / "evil.samn")
+    with pytest.raises(FileNotFoundError):
+        load(tmp_path / "missing.samn")
+
+
+def test_object_pickled_array_is_refused(tmp_path, fitted):
+    clf, _ = fitted
+    save(clf, tmp_path / "m.samn")
+
+    def add_object(contents):
+        contents["coef_"] = np.array([object()], dtype=object)
+
+    with np.load(tmp_path / "m.samn", allow_pickle=False) as archive:
+        contents = {name: archive[name] for name in archive.files}
+    add_object(contents)
+    with open(tmp_path / "o.samn", "wb") as handle:
+        np.savez(handle, **contents)
+    with pytest.raises(ValueError, match="not a valid sklearn-samn model file"):
+        load(tmp_path / "o.samn")
+
+
+def test_save_refuses_what_it_cannot_store(tmp_path):
+    X, y = make_long_tailed_blobs()
+    with pytest.raises(TypeError, match="stores SAMNClassifier"):
+        save(object(), tmp_path / "x.samn")
+    clf = SAMNClassifier(device="cpu", random_state=np.random.RandomState(0), max_iter=2)
+    clf.fit(X, y)
+    with pytest.raises(TypeError, match="RandomState instance"):
+        save(clf, tmp_path / "x.samn")
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        save(SAMNClassifier(), tmp_path / "x.samn")
