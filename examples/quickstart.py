@@ -19,17 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_samn import SAMNClassifier
-
-
-def long_tailed_subset(y, imbalance_factor, rng):
-    """Indices keeping n_max * IF**(-r / (C - 1)) samples of the class of rank r."""
-    classes = rng.permutation(np.unique(y))
-    n_max = min(np.sum(y == c) for c in classes)
-    keep = []
-    for rank, c in enumerate(classes):
-        n_keep = max(1, int(n_max * imbalance_factor ** (-rank / (len(classes) - 1))))
-        keep.append(rng.choice(np.flatnonzero(y == c), n_keep, replace=False))
-    return np.concatenate(keep)
+from sklearn_samn.datasets import make_long_tailed
 
 
 def main():
@@ -37,9 +27,7 @@ def main():
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=0.5, stratify=y, random_state=0
     )
-    rng = np.random.default_rng(0)
-    subset = long_tailed_subset(y_train, imbalance_factor=20, rng=rng)
-    X_lt, y_lt = X_train[subset], y_train[subset]
+    X_lt, y_lt, _ = make_long_tailed(X_train, y_train, imbalance_ratio=20, random_state=0)
     counts = np.bincount(y_lt)
     print(f"long-tailed training set: {len(y_lt)} samples, class counts {counts.tolist()}")
 
