@@ -74,6 +74,10 @@ def save(estimator, path):
         Destination file; written as it is named (``numpy.savez`` would add
         ``.npz`` to a name without it, this does not).
 
+    Returns
+    -------
+    None
+
     Raises
     ------
     TypeError
@@ -177,7 +181,15 @@ def load(path):
 
     Examples
     --------
-    See :func:`save`.
+    >>> import tempfile, os
+    >>> from sklearn.datasets import load_wine
+    >>> from sklearn_samn import SAMNClassifier, save, load
+    >>> X, y = load_wine(return_X_y=True)
+    >>> path = os.path.join(tempfile.mkdtemp(), "wine.samn")
+    >>> save(SAMNClassifier(device="cpu", random_state=0).fit(X, y), path)
+    >>> clf = load(path)
+    >>> clf.classes_.tolist(), clf.coef_.shape
+    ([0, 1, 2], (3, 13))
     """
     try:
         with np.load(path, allow_pickle=False) as archive:
