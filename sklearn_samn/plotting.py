@@ -6,7 +6,7 @@ package does not.
 
 import numpy as np
 
-from .metrics import per_class_accuracy, shot_groups
+from .metrics import _counts_array, per_class_accuracy, shot_groups
 
 __all__ = ["NormProfileDisplay", "ShotAccuracyDisplay"]
 
@@ -28,6 +28,12 @@ def _resolve_ax(ax):
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
     return ax, ax.figure
+
+
+def _log_x_if_wide(ax, counts):
+    """Log-scale the count axis when counts span more than a factor of 20."""
+    if counts.min() > 0 and counts.max() / counts.min() > 20:
+        ax.set_xscale("log")
 
 
 def _blocks(values, order):
@@ -164,8 +170,7 @@ class NormProfileDisplay:
                 counts, np.asarray(self.reference_norms)[order], "s--",
                 color="C1", alpha=0.8, label=self.reference_label,
             )
-        if counts.min() > 0 and counts.max() / counts.min() > 20:
-            ax.set_xscale("log")
+        _log_x_if_wide(ax, counts)
         ax.set_xlabel("training count of the class")
         ax.set_ylabel("weight norm ||coef_c||")
         ax.set_title("Per-class weight norms (shaded: pooled PAVA blocks)")
@@ -232,15 +237,12 @@ class ShotAccuracyDisplay:
         -------
         display : ShotAccuracyDisplay
         """
-        if isinstance(class_counts, dict):
-            labels = np.array(list(class_counts)) if labels is None else np.asarray(labels)
-            counts = np.array([class_counts[k] for k in labels.tolist()], dtype=float)
-        else:
-            if labels is None:
+        if labels is None:
+            if not isinstance(class_counts, dict):
                 raise ValueError("labels are needed when class_counts is an array.")
-            labels, counts = np.asarray(labels), np.asarray(class_counts, dtype=float)
-            if counts.shape != labels.shape:
-                raise ValueError("class_counts needs one count per label.")
+            labels = list(class_counts)
+        labels = np.asarray(labels)
+        counts = _counts_array(class_counts, labels.tolist())
         accuracy = per_class_accuracy(y_true, y_pred, labels=labels)
         groups = shot_groups(counts, thresholds=thresholds)
         return cls(accuracy, counts, groups).plot(ax=ax)
@@ -270,9 +272,7 @@ class ShotAccuracyDisplay:
                         va="bottom", fontsize=9, zorder=4,
                         transform=ax.get_xaxis_transform())
         self.scatter_ = ax.scatter(self.class_counts, self.accuracy, s=18, zorder=3)
-        counts = self.class_counts
-        if counts.min() > 0 and counts.max() / counts.min() > 20:
-            ax.set_xscale("log")
+        _log_x_if_wide(ax, self.class_counts)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("training count of the class")
         ax.set_ylabel("test accuracy of the class")

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import numpy as np
@@ -42,3 +45,26 @@ def _quiet_convergence():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         yield
+
+
+_BLOCK_TORCH = textwrap.dedent(
+    """
+    import importlib.abc
+    import sys
+
+    class _NoTorch(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "torch":
+                raise ImportError("No module named 'torch' (blocked by the test)")
+
+    sys.meta_path.insert(0, _NoTorch())
+    """
+)
+
+
+def run_without_torch(code):
+    """Run ``code`` in a fresh interpreter where ``import torch`` fails."""
+    return subprocess.run(
+        [sys.executable, "-c", _BLOCK_TORCH + textwrap.dedent(code)],
+        capture_output=True, text=True, timeout=300,
+    )

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import run_without_torch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -37,16 +39,11 @@ def test_readme_quick_start_code_runs():
 
 
 def test_package_imports_without_torch():
-    code = (
-        "import importlib.abc, sys\n"
-        "class NoTorch(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] == 'torch':\n"
-        "            raise ImportError('no torch here')\n"
-        "sys.meta_path.insert(0, NoTorch())\n"
-        "import sklearn_samn\n"
-        "clf = sklearn_samn.SAMNClassifier()\n"
-        "assert 'torch' not in sys.modules\n"
+    result = run_without_torch(
+        """
+        import sklearn_samn
+        clf = sklearn_samn.SAMNClassifier()
+        assert "torch" not in sys.modules
+        """
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

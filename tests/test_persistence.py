@@ -1,8 +1,6 @@
 """save/load: pickle-free model files."""
 
 import json
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -11,7 +9,7 @@ import pytest
 
 from sklearn_samn import SAMNClassifier, load, save
 
-from .conftest import make_long_tailed_blobs
+from .conftest import make_long_tailed_blobs, run_without_torch
 
 
 @pytest.fixture
@@ -58,18 +56,13 @@ def test_loaded_model_predicts_without_torch(tmp_path, fitted):
     clf, X = fitted
     save(clf, tmp_path / "m.samn")
     np.save(tmp_path / "X.npy", X)
-    code = (
-        "import importlib.abc, sys\n"
-        "class NoTorch(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] == 'torch':\n"
-        "            raise ImportError('no torch')\n"
-        "sys.meta_path.insert(0, NoTorch())\n"
-        "import numpy as np, sklearn_samn\n"
-        f"clf = sklearn_samn.load({str(tmp_path / 'm.samn')!r})\n"
-        f"print(','.join(clf.predict(np.load({str(tmp_path / 'X.npy')!r})[:3])))\n"
+    result = run_without_torch(
+        f"""
+        import numpy as np, sklearn_samn
+        clf = sklearn_samn.load({str(tmp_path / 'm.samn')!r})
+        print(",".join(clf.predict(np.load({str(tmp_path / 'X.npy')!r})[:3])))
+        """
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ",".join(clf.predict(X[:3]))
 

@@ -1,9 +1,6 @@
 """SAMNClassifier: what users do with it and the contract they rely on."""
 
 import pickle
-import subprocess
-import sys
-import textwrap
 import warnings
 
 import joblib
@@ -22,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sklearn_samn import SAMNClassifier
 
-from .conftest import make_long_tailed_blobs
+from .conftest import make_long_tailed_blobs, run_without_torch
 
 
 def assert_norms_monotone(clf):
@@ -134,17 +131,8 @@ def test_fitted_model_predicts_without_torch(long_tailed, fast_clf, tmp_path):
     path.write_bytes(pickle.dumps(clf))
     np.save(tmp_path / "X.npy", X)
     np.save(tmp_path / "expected.npy", clf.predict_proba(X))
-    script = textwrap.dedent(
+    result = run_without_torch(
         f"""
-        import importlib.abc
-        import sys
-
-        class NoTorch(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name == "torch" or name.startswith("torch."):
-                    raise ImportError("torch is blocked in this test")
-
-        sys.meta_path.insert(0, NoTorch())  # as if torch were not installed
         import pickle
         import numpy as np
         try:
@@ -162,9 +150,6 @@ def test_fitted_model_predicts_without_torch(long_tailed, fast_clf, tmp_path):
         assert "torch" not in sys.modules
         print("ok")
         """
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
@@ -545,22 +530,17 @@ def test_fit_restores_torch_thread_count(long_tailed, fast_clf):
     assert torch.get_num_threads() == before
 
 
-def test_fit_without_torch_is_a_clear_import_error(tmp_path):
-    code = (
-        "import importlib.abc, sys\n"
-        "class NoTorch(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] == 'torch':\n"
-        "            raise ImportError('No module named torch')\n"
-        "sys.meta_path.insert(0, NoTorch())\n"
-        "import numpy as np\n"
-        "from sklearn_samn import SAMNClassifier\n"
-        "try:\n"
-        "    SAMNClassifier().fit(np.eye(4), [0, 1, 0, 1])\n"
-        "except ImportError as e:\n"
-        "    print(e)\n"
+def test_fit_without_torch_is_a_clear_import_error():
+    result = run_without_torch(
+        """
+        import numpy as np
+        from sklearn_samn import SAMNClassifier
+        try:
+            SAMNClassifier().fit(np.eye(4), [0, 1, 0, 1])
+        except ImportError as e:
+            print(e)
+        """
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "torch" in result.stdout and "SAMNClassifier.fit" in result.stdout
 
