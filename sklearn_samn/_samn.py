@@ -76,7 +76,10 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         passes.
 
     learning_rate_init : float, default=3e-3
-        Initial learning rate.
+        Initial learning rate per pass over the data. With minibatches each
+        step uses ``learning_rate_init * batch_size / n_samples``, so that the
+        distance the head moves in a pass (with no L2 penalty, the budget that
+        regularises it) does not depend on ``batch_size``.
 
     batch_size : int or None, default=None
         Rows per optimiser step. ``None`` takes one full-batch step per pass

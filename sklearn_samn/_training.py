@@ -199,12 +199,14 @@ def train_head(
     batch_size = n_samples if full_batch else batch_size
     n_batches = math.ceil(n_samples / batch_size)
     chunk = _chunk_rows(len(logit_offset), X.shape[1])
+    # The learning rate is per pass: with k minibatches a pass takes k steps of
+    # lr / k, so the distance the head moves per pass, which with no L2 penalty
+    # is what regularises it, does not depend on batch_size.
+    step_lr = learning_rate_init * batch_size / n_samples
     if solver == "adam":
-        optimizer = torch.optim.Adam(head.parameters(), lr=learning_rate_init)
+        optimizer = torch.optim.Adam(head.parameters(), lr=step_lr)
     else:
-        optimizer = torch.optim.SGD(
-            head.parameters(), lr=learning_rate_init, momentum=0.9
-        )
+        optimizer = torch.optim.SGD(head.parameters(), lr=step_lr, momentum=0.9)
     total_steps = max_iter * n_batches
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total_steps))

@@ -555,3 +555,20 @@ def test_full_batch_gradient_accumulated_over_chunks(long_tailed, monkeypatch):
     np.testing.assert_allclose(chunked.loss_curve_, whole.loss_curve_, rtol=1e-5)
     minibatch = SAMNClassifier(**params, batch_size=16).fit(X, y)
     assert minibatch.n_iter_ == 10 and minibatch.score(X, y) > 0.9
+
+
+def test_learning_rate_is_per_pass(long_tailed, monkeypatch):
+    # k minibatches per pass take steps of learning_rate_init / k each.
+    X, y = long_tailed
+    seen = []
+    original = torch.optim.Adam
+
+    def spy(params, lr):
+        seen.append(lr)
+        return original(params, lr=lr)
+
+    monkeypatch.setattr(torch.optim, "Adam", spy)
+    SAMNClassifier(device="cpu", max_iter=1, learning_rate_init=0.01).fit(X, y)
+    SAMNClassifier(device="cpu", max_iter=1, learning_rate_init=0.01, batch_size=39).fit(X, y)
+    assert seen[0] == pytest.approx(0.01)
+    assert seen[1] == pytest.approx(0.01 * 39 / len(y))
