@@ -61,8 +61,9 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
           directions and bias from ``coef_init`` and ``intercept_init``
           (class means and zeros without them). It is not scale-invariant.
           The published recipe pairs it with ``loss="cross_entropy"``,
-          ``solver="sgd"``, ``learning_rate_init=5e-4``, ``batch_size=64``
-          and ``max_iter=20``.
+          ``solver="sgd"``, ``batch_size=64``, ``max_iter=20`` and a learning
+          rate of 5e-4 per step, i.e. ``learning_rate_init=5e-4 * n_samples /
+          64`` (``learning_rate_init`` is per pass).
 
     loss : {"logit_adjusted", "cross_entropy"}, default="logit_adjusted"
         Training loss. ``"logit_adjusted"`` (balanced softmax) adds the log
