@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import baselines  # noqa: E402
 import data  # noqa: E402
+
 from sklearn_samn import SAMNClassifier  # noqa: E402
 from sklearn_samn import _training  # noqa: E402,F401  (import torch-side code up front)
 from sklearn_samn.metrics import shot_accuracy  # noqa: E402

@@ -372,6 +372,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
                 f"while the training loss was still improving by more than "
                 f"tol={self.tol}. Increase max_iter for a converged fit.",
                 ConvergenceWarning,
+                stacklevel=2,
             )
         return self
 

@@ -5,7 +5,7 @@ from numbers import Real
 import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import confusion_matrix
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.utils._param_validation import StrOptions, validate_params
 from sklearn.utils.multiclass import unique_labels
 
 __all__ = [

@@ -1,11 +1,7 @@
 """The README's commands are the ones CI and users run."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
-
-import pytest
 
 from .conftest import run_without_torch
 
