@@ -124,6 +124,13 @@ def monotone_projection_torch(values, counts, *, increasing=True):
     block, every member's gradient is the mean of the block's incoming
     gradients, and blocks are independent.
 
+    Where the projection has a kink, a block whose inputs are all exactly
+    equal (already feasible, pooled only because they tie), the backward pass
+    takes the identity, the one-sided derivative towards the feasible side,
+    rather than the block mean. Otherwise values that start equal (every
+    log-norm of a fresh head) would receive equal gradients for ever and could
+    never separate inside the constraint.
+
     Parameters
     ----------
     values : torch.Tensor of shape (n_classes,)
@@ -153,6 +160,23 @@ def monotone_projection_torch(values, counts, *, increasing=True):
     return _monotone_projection_function().apply(values, counts, increasing)
 
 
+def _split_tied_blocks(values, block_ids):
+    """Give each member of a block whose inputs are all equal a block of its own."""
+    sizes = np.bincount(block_ids)
+    lowest = np.full(sizes.shape, np.inf)
+    highest = np.full(sizes.shape, -np.inf)
+    np.minimum.at(lowest, block_ids, values)
+    np.maximum.at(highest, block_ids, values)
+    tied = (sizes > 1) & (lowest == highest)
+    if not tied.any():
+        return block_ids
+    block_ids = block_ids.copy()
+    members = tied[block_ids]
+    block_ids[members] = sizes.shape[0] + np.arange(members.sum())
+    _, block_ids = np.unique(block_ids, return_inverse=True)
+    return block_ids
+
+
 _FUNCTION = None
 
 
@@ -169,6 +193,7 @@ def _monotone_projection_function():
                 projected, block_ids = monotone_projection(
                     host, counts, increasing=increasing
                 )
+                block_ids = _split_tied_blocks(host, block_ids)
                 ids = torch.from_numpy(block_ids).to(values.device)
                 ctx.save_for_backward(ids)
                 ctx.n_blocks = int(block_ids.max()) + 1 if block_ids.size else 0

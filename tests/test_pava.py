@@ -180,3 +180,22 @@ def test_torch_projection_keeps_dtype_and_device():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="same length"):
         monotone_projection([1.0, 2.0], [1, 2, 3])
+
+
+def test_backward_at_exact_ties_lets_values_separate():
+    # All inputs equal: feasible, pooled only because they tie. The backward
+    # pass takes the identity there, so equal starting values can move apart
+    # (block means would keep them equal for ever).
+    values = torch.full((4,), 2.0, requires_grad=True)
+    out = monotone_projection_torch(values, [1, 2, 3, 4], increasing=False)
+    out.backward(torch.tensor([1.0, -1.0, 3.0, 0.5]))
+    np.testing.assert_allclose(values.grad.numpy(), [1.0, -1.0, 3.0, 0.5])
+
+
+def test_backward_keeps_block_means_where_a_violation_was_pooled():
+    # [2, 2, 3] under "non-increasing": 3 violates, all three pool (mean 7/3).
+    values = torch.tensor([2.0, 2.0, 3.0, 1.0], requires_grad=True)
+    out = monotone_projection_torch(values, [1, 2, 3, 4], increasing=False)
+    np.testing.assert_allclose(out.detach().numpy(), [7 / 3, 7 / 3, 7 / 3, 1.0], rtol=1e-6)
+    out.backward(torch.tensor([3.0, 0.0, 0.0, 5.0]))
+    np.testing.assert_allclose(values.grad.numpy(), [1.0, 1.0, 1.0, 5.0], rtol=1e-6)

@@ -572,3 +572,14 @@ def test_learning_rate_is_per_pass(long_tailed, monkeypatch):
     SAMNClassifier(device="cpu", max_iter=1, learning_rate_init=0.01, batch_size=39).fit(X, y)
     assert seen[0] == pytest.approx(0.01)
     assert seen[1] == pytest.approx(0.01 * 39 / len(y))
+
+
+def test_norms_can_separate_from_their_equal_start():
+    # Every log-norm starts at the same value; the constraint must not freeze
+    # them into one block. Here the rare classes are far apart from the rest,
+    # so training gives them different norms while keeping the order.
+    X, y = make_long_tailed_blobs(counts=(300, 100, 30, 10, 3), n_features=6, seed=1)
+    clf = SAMNClassifier(device="cpu", random_state=0).fit(X, y)
+    norms = np.linalg.norm(clf.coef_, axis=1)
+    assert_norms_monotone(clf)
+    assert norms.max() > norms.min() * 1.01
