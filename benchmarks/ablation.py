@@ -1,6 +1,6 @@
 """Ablation of the SAMNClassifier default training recipe on BANKING77-LT.
 
-Started from ``benchmarks/_proto/ablation.py`` (same data split, PAVA, baseline, cache
+Grown from a first prototype study (same data split, PAVA, baseline, cache
 mechanism and existing groups). Standalone: numpy/scipy/scikit-learn/torch only, not the
 package, so it measures this file's re-implementation of the recipe. Every run is appended
 to a JSONL cache, so re-invocations skip finished (config, IF, seed) runs, and
