@@ -13,6 +13,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._device import check_device_string
+from ._validation import class_counts_array
 
 # Rows scored at once by decision_function, predict and predict_proba: keeps
 # the float64 temporaries small however many rows are scored.
@@ -478,32 +479,9 @@ def _check_sample_weight(sample_weight, n_samples):
 
 
 def _check_class_counts(class_counts, classes, train_counts):
-    n_classes = classes.shape[0]
     if class_counts is None:
         return train_counts.astype(np.float64)
-    if isinstance(class_counts, dict):
-        keys = set(class_counts)
-        labels = set(classes.tolist())
-        missing = [c for c in classes.tolist() if c not in keys]
-        extra = [k for k in class_counts if k not in labels]
-        if missing or extra:
-            raise ValueError(
-                "class_counts must have one entry per class of y; "
-                f"missing labels {missing}, labels not in y {extra}."
-            )
-        counts = np.array([class_counts[c] for c in classes.tolist()], dtype=np.float64)
-    else:
-        counts = np.asarray(class_counts, dtype=np.float64)
-        if counts.ndim != 1 or counts.shape[0] != n_classes:
-            raise ValueError(
-                f"class_counts must have one count per class ({n_classes} in "
-                f"classes_ order); got shape {counts.shape}."
-            )
-    if not np.all(np.isfinite(counts)) or np.any(counts < 0):
-        raise ValueError(
-            f"class_counts must be finite and non-negative; got {counts.tolist()}."
-        )
-    return counts
+    return class_counts_array(class_counts, classes.tolist())
 
 
 def _check_init(coef_init, intercept_init, n_classes, n_features):

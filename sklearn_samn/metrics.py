@@ -8,6 +8,8 @@ from sklearn.metrics import confusion_matrix
 from sklearn.utils._param_validation import StrOptions, validate_params
 from sklearn.utils.multiclass import unique_labels
 
+from ._validation import class_counts_array
+
 __all__ = [
     "per_class_accuracy",
     "shot_groups",
@@ -57,21 +59,7 @@ def per_class_accuracy(y_true, y_pred, *, labels=None):
 
 def _counts_array(class_counts, labels):
     """``class_counts`` (array in ``labels`` order, or dict) as a float array."""
-    if isinstance(class_counts, dict):
-        missing = [label for label in labels if label not in class_counts]
-        if missing:
-            raise ValueError(f"class_counts has no count for labels {missing}.")
-        counts = np.array([class_counts[label] for label in labels], dtype=float)
-    else:
-        counts = np.asarray(class_counts, dtype=float)
-        if counts.shape != (len(labels),):
-            raise ValueError(
-                f"class_counts must have one count per label ({len(labels)}); "
-                f"got shape {counts.shape}."
-            )
-    if not np.all(np.isfinite(counts)) or np.any(counts < 0):
-        raise ValueError("class_counts must be finite and non-negative.")
-    return counts
+    return class_counts_array(class_counts, labels, allow_extra=True)
 
 
 @validate_params(

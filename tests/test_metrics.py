@@ -70,7 +70,7 @@ def test_empty_group_is_nan():
 def test_bad_class_counts():
     with pytest.raises(ValueError, match="no count for labels"):
         shot_accuracy([0, 1], [0, 1], class_counts={0: 5})
-    with pytest.raises(ValueError, match="one count per label"):
+    with pytest.raises(ValueError, match="one count per class"):
         shot_accuracy([0, 1], [0, 1], class_counts=[5], labels=[0, 1])
     with pytest.raises(ValueError, match="non-negative"):
         shot_accuracy([0, 1], [0, 1], class_counts=[5, -1], labels=[0, 1])
