@@ -295,7 +295,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
                 "SAMNClassifier.fit needs PyTorch (pip install torch); a fitted "
                 "model predicts without it."
             ) from error
-        from ._device import resolve_device, torch_generator, torch_threads_for
+        from ._device import resolve_device, torch_generator
 
         device = resolve_device(self.device)
         random_state = check_random_state(self.random_state)
@@ -335,26 +335,24 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         else:
             logit_offset = np.zeros(n_classes)
 
-        work = min(self.batch_size or X.shape[0], X.shape[0]) * n_features * n_classes
-        with torch_threads_for(work, device):
-            loss_curve, converged = train_head(
-                head,
-                X,
-                y_encoded,
-                sample_weight,
-                shift=shift,
-                scale=scale,
-                logit_offset=logit_offset,
-                solver=self.solver,
-                learning_rate_init=self.learning_rate_init,
-                batch_size=self.batch_size,
-                max_iter=self.max_iter,
-                tol=self.tol,
-                n_iter_no_change=self.n_iter_no_change,
-                device=device,
-                generator=generator,
-                verbose=self.verbose,
-            )
+        loss_curve, converged = train_head(
+            head,
+            X,
+            y_encoded,
+            sample_weight,
+            shift=shift,
+            scale=scale,
+            logit_offset=logit_offset,
+            solver=self.solver,
+            learning_rate_init=self.learning_rate_init,
+            batch_size=self.batch_size,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            device=device,
+            generator=generator,
+            verbose=self.verbose,
+        )
 
         state = head_state(head)
         weights, bias = effective_weights(self.variant, state, class_count)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._device import torch_threads_for
 from ._pava import monotone_projection_torch
 
 _PAPER_EPS = 1e-6
@@ -212,58 +213,61 @@ def train_head(
         optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
     )
 
-    loss_curve = []
-    best_loss = np.inf
-    no_improvement = 0
-    converged = None if tol is None else False
-    start = time.perf_counter()
-    for epoch in range(max_iter):
-        perm = None if full_batch else torch.randperm(n_samples, generator=generator)
-        epoch_loss = torch.zeros((), dtype=torch.float64, device=device)
-        for b in range(n_batches):
-            weights, bias = head()
-            # Gradients are accumulated on detached copies chunk by chunk and
-            # sent through the parametrisation (and its PAVA) once per step.
-            w_leaf = weights.detach().requires_grad_()
-            b_leaf = bias.detach().requires_grad_()
-            logit_bias = b_leaf + offset_t
-            if full_batch:
-                batch, batch_len = None, n_samples
-            else:
-                batch = perm[b * batch_size : (b + 1) * batch_size].to(device)
-                batch_len = batch.shape[0]
-            norm = mean_weight * batch_len
-            for c in range(0, batch_len, chunk):
-                rows = slice(c, c + chunk) if full_batch else batch[c : c + chunk]
-                xb = (X_t[rows] - shift_t) * inv_scale
-                logits = torch.addmm(logit_bias, xb, w_leaf.T)
-                losses = F.cross_entropy(logits, y_t[rows], reduction="none")
-                weighted = (losses * w_t[rows]).sum()
-                (weighted / norm).backward()
-                epoch_loss += weighted.detach().double()
-            optimizer.zero_grad(set_to_none=True)
-            torch.autograd.backward((weights, bias), (w_leaf.grad, b_leaf.grad))
-            optimizer.step()
-            scheduler.step()
-        value = float(epoch_loss) / total_weight
-        if not math.isfinite(value):
-            raise FloatingPointError(
-                f"Training diverged: the loss is {value} at pass {epoch + 1}. "
-                "Lower learning_rate_init or rescale X."
-            )
-        loss_curve.append(value)
-        if verbose:
-            elapsed = time.perf_counter() - start
-            print(
-                f"pass {epoch + 1}/{max_iter}, loss {value:.6f}, "
-                f"{elapsed:.2f} s, {(epoch + 1) / elapsed:.1f} passes/s",
-                file=sys.stderr,
-            )
-        if tol is None:
-            continue
-        no_improvement = no_improvement + 1 if value > best_loss - tol else 0
-        best_loss = min(best_loss, value)
-        if no_improvement >= n_iter_no_change:
-            converged = True
-            break
-    return loss_curve, converged
+    # Rows in one product: the work that decides how many threads pay off.
+    work = min(chunk, batch_size) * X.shape[1] * len(logit_offset)
+    with torch_threads_for(work, device):
+        loss_curve = []
+        best_loss = np.inf
+        no_improvement = 0
+        converged = None if tol is None else False
+        start = time.perf_counter()
+        for epoch in range(max_iter):
+            perm = None if full_batch else torch.randperm(n_samples, generator=generator)
+            epoch_loss = torch.zeros((), dtype=torch.float64, device=device)
+            for b in range(n_batches):
+                weights, bias = head()
+                # Gradients are accumulated on detached copies chunk by chunk and
+                # sent through the parametrisation (and its PAVA) once per step.
+                w_leaf = weights.detach().requires_grad_()
+                b_leaf = bias.detach().requires_grad_()
+                logit_bias = b_leaf + offset_t
+                if full_batch:
+                    batch, batch_len = None, n_samples
+                else:
+                    batch = perm[b * batch_size : (b + 1) * batch_size].to(device)
+                    batch_len = batch.shape[0]
+                norm = mean_weight * batch_len
+                for c in range(0, batch_len, chunk):
+                    rows = slice(c, c + chunk) if full_batch else batch[c : c + chunk]
+                    xb = (X_t[rows] - shift_t) * inv_scale
+                    logits = torch.addmm(logit_bias, xb, w_leaf.T)
+                    losses = F.cross_entropy(logits, y_t[rows], reduction="none")
+                    weighted = (losses * w_t[rows]).sum()
+                    (weighted / norm).backward()
+                    epoch_loss += weighted.detach().double()
+                optimizer.zero_grad(set_to_none=True)
+                torch.autograd.backward((weights, bias), (w_leaf.grad, b_leaf.grad))
+                optimizer.step()
+                scheduler.step()
+            value = float(epoch_loss) / total_weight
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"Training diverged: the loss is {value} at pass {epoch + 1}. "
+                    "Lower learning_rate_init or rescale X."
+                )
+            loss_curve.append(value)
+            if verbose:
+                elapsed = time.perf_counter() - start
+                print(
+                    f"pass {epoch + 1}/{max_iter}, loss {value:.6f}, "
+                    f"{elapsed:.2f} s, {(epoch + 1) / elapsed:.1f} passes/s",
+                    file=sys.stderr,
+                )
+            if tol is None:
+                continue
+            no_improvement = no_improvement + 1 if value > best_loss - tol else 0
+            best_loss = min(best_loss, value)
+            if no_improvement >= n_iter_no_change:
+                converged = True
+                break
+        return loss_curve, converged
