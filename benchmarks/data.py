@@ -195,3 +195,54 @@ def gaussian(
         random_state=seed,
     )
     return X_lt, y_lt, X[is_test], y[is_test]
+
+
+# (n_samples, n_features, n_classes, imbalance ratio) of the training sets whose
+# shapes benchmarks/speed.py and benchmarks/gpu_check.py time: CIFAR-100-LT
+# (IF 100, ResNet-32 features), ImageNet-LT (ResNet-50 features) and
+# iNaturalist 2018 (ResNet-50 features). The features are synthetic.
+SHAPES = {
+    "cifar100_lt": (10_847, 64, 100, 100),
+    "imagenet_lt": (115_846, 2_048, 1_000, 256),
+    "inat2018": (437_513, 2_048, 8_142, 500),
+}
+
+
+def shaped_counts(n_samples, n_classes, imbalance_ratio):
+    """Exponentially decaying class counts that sum to exactly ``n_samples``."""
+    profile = imbalance_ratio ** (-np.arange(n_classes) / (n_classes - 1))
+    counts = np.maximum(1, np.floor(n_samples * profile / profile.sum())).astype(int)
+    counts[0] += n_samples - counts.sum()
+    return counts
+
+
+def synthetic_features(
+    n_samples, n_features, n_classes, imbalance_ratio, *, seed=0, separation=4.0,
+    n_test_per_class=0,
+):
+    """Long-tailed Gaussian classes in float32, generated block by block.
+
+    Class means are Gaussian with expected pairwise distance ``separation``
+    (noise is unit-variance), so difficulty does not depend on
+    ``n_features``. Rows are shuffled. Returns ``X, y`` and, with
+    ``n_test_per_class``, a balanced ``X_test, y_test`` from the same classes.
+    """
+    rng = np.random.default_rng(seed)
+    scale = separation / np.sqrt(2 * n_features)
+    centres = (rng.standard_normal((n_classes, n_features)) * scale).astype(np.float32)
+    counts = shaped_counts(n_samples, n_classes, imbalance_ratio)
+    y = rng.permutation(np.repeat(np.arange(n_classes), counts))
+
+    def draw(labels):
+        out = np.empty((labels.shape[0], n_features), dtype=np.float32)
+        for start in range(0, labels.shape[0], 16_384):
+            rows = slice(start, start + 16_384)
+            out[rows] = rng.standard_normal((len(labels[rows]), n_features), dtype=np.float32)
+            out[rows] += centres[labels[rows]]
+        return out
+
+    X = draw(y)
+    if not n_test_per_class:
+        return X, y
+    y_test = np.repeat(np.arange(n_classes), n_test_per_class)
+    return X, y, draw(y_test), y_test

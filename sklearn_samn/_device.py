@@ -1,6 +1,5 @@
 """Device resolution and seeding for the torch training loop."""
 
-import contextlib
 import re
 
 import numpy as np
@@ -78,32 +77,3 @@ def torch_generator(random_state):
     generator = torch.Generator(device="cpu")
     generator.manual_seed(seed)
     return generator
-
-
-# Below this many multiply-adds per minibatch product, extra intra-op threads
-# cost more in synchronisation than they save (and collapse when another
-# process competes for the cores), so small problems train on one thread.
-_SMALL_PRODUCT = 1 << 22
-
-
-@contextlib.contextmanager
-def torch_threads_for(work, device):
-    """Use one torch CPU thread for small per-step ``work``, then restore.
-
-    Parameters
-    ----------
-    work : int
-        Multiply-adds of one minibatch product.
-    device : torch.device
-    """
-    import torch
-
-    previous = torch.get_num_threads()
-    single = device.type == "cpu" and work < _SMALL_PRODUCT
-    if single:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if single:
-            torch.set_num_threads(previous)

@@ -14,10 +14,17 @@ This module needs NumPy and SciPy only; :func:`monotone_projection_torch`
 imports torch when it is called.
 """
 
+import sys
+
 import numpy as np
 from scipy.optimize import isotonic_regression
 
-__all__ = ["monotone_order", "monotone_projection", "monotone_projection_torch"]
+__all__ = [
+    "CountOrder",
+    "monotone_order",
+    "monotone_projection",
+    "monotone_projection_torch",
+]
 
 
 def monotone_order(values, counts, *, increasing=True):
@@ -61,8 +68,9 @@ def monotone_projection(values, counts, *, increasing=True):
     ----------
     values : array-like of shape (n_classes,)
         The values to project, one per class.
-    counts : array-like of shape (n_classes,)
-        Class frequencies that define the order.
+    counts : array-like of shape (n_classes,) or CountOrder
+        Class frequencies that define the order. Pass a :class:`CountOrder`
+        to project many times under the same counts: it is prepared once.
     increasing : bool, default=True
         Whether the projection is non-decreasing (``True``) or non-increasing
         (``False``) as the counts grow.
@@ -100,20 +108,114 @@ def monotone_projection(values, counts, *, increasing=True):
     array([2., 2., 2.])
     """
     values = np.asarray(values, dtype=np.float64)
-    counts = np.asarray(counts, dtype=np.float64)
-    if values.ndim != 1 or values.shape != counts.shape:
+    counts = counts if isinstance(counts, CountOrder) else CountOrder(counts)
+    if values.shape != (counts.n_classes,):
         raise ValueError(
             "values and counts must be 1-D arrays of the same length; got shapes "
             f"{values.shape} and {counts.shape}."
         )
-    order = monotone_order(values, counts, increasing=increasing)
-    result = isotonic_regression(values[order], increasing=increasing)
-    projected = np.empty_like(values)
-    projected[order] = result.x
-    sizes = np.diff(result.blocks)
+    projected, order, starts = _project(values, counts, increasing)
+    sizes = np.diff(np.append(starts, values.shape[0]))
     block_ids = np.empty(values.shape[0], dtype=np.intp)
     block_ids[order] = np.repeat(np.arange(sizes.shape[0]), sizes)
     return projected, block_ids
+
+
+class CountOrder:
+    """The order that class counts impose, prepared once for many projections.
+
+    Sorting the classes by count and, inside a group of tied counts, by value
+    is the cost of a projection at many classes. The counts do not change
+    during a fit, so their dense ranks are computed here once; each call then
+    sorts one integer key holding the rank in its high bits and the value's
+    leading bits below, and checks the result exactly, falling back to a
+    lexicographic sort in the rare case that two tied classes differ only in
+    the value bits the key dropped.
+
+    Parameters
+    ----------
+    counts : array-like of shape (n_classes,)
+        Class frequencies.
+    """
+
+    def __init__(self, counts):
+        counts = np.asarray(counts, dtype=np.float64)
+        if counts.ndim != 1:
+            raise ValueError(f"counts must be 1-D; got shape {counts.shape}.")
+        self.counts = counts
+        self.shape = counts.shape
+        self.n_classes = counts.shape[0]
+        _, rank = np.unique(counts, return_inverse=True)
+        rank = rank.reshape(-1).astype(np.int64)
+        n_groups = int(rank.max()) + 1 if rank.size else 1
+        self._value_bits = 63 - max(1, (n_groups - 1).bit_length())
+        self._rank_key = rank << self._value_bits
+        # Along any valid order the ranks are sorted, so which neighbours
+        # share a count does not depend on the values.
+        sorted_rank = np.sort(rank)
+        self._same_count = sorted_rank[1:] == sorted_rank[:-1]
+
+    def order(self, values, *, increasing=True):
+        """Indices sorting the classes by count, then by value within ties.
+
+        Values ascend within ties for ``increasing`` and descend otherwise.
+        Equal to :func:`monotone_order` up to the order of exactly equal
+        values, which does not change any projection.
+        """
+        key_values = np.asarray(values, dtype=np.float64)
+        if not increasing:
+            key_values = -key_values
+        # The bits of a float64 read as a signed integer sort like the float
+        # once the magnitude bits of negative numbers are flipped.
+        bits = key_values.view(np.int64)
+        ordered = bits ^ ((bits >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))
+        unsigned = ordered.view(np.uint64) ^ np.uint64(1 << 63)
+        leading = (unsigned >> np.uint64(64 - self._value_bits)).view(np.int64)
+        order = _argsort_int64(self._rank_key | leading)
+        along = key_values[order]
+        if np.any(self._same_count & (along[1:] < along[:-1])):
+            order = np.lexsort((key_values, self.counts))
+        return order
+
+
+def _argsort_int64(keys):
+    """``argsort`` of int64 keys: torch's radix sort when torch is loaded."""
+    torch = sys.modules.get("torch")
+    if torch is None or keys.shape[0] < 2048:
+        return np.argsort(keys)
+    return torch.argsort(torch.from_numpy(keys)).numpy()
+
+
+def _project(values, counts, increasing):
+    """PAVA in the tie-exact order: ``(projected, order, block_starts)``.
+
+    ``block_starts`` are the positions along ``order`` where pooled blocks
+    begin.
+    """
+    order = counts.order(values, increasing=increasing)
+    result = isotonic_regression(values[order], increasing=increasing)
+    projected = np.empty_like(values)
+    projected[order] = result.x
+    return projected, order, result.blocks[:-1]
+
+
+def _jacobian_blocks(values, order, starts):
+    """Block ids for the backward pass, numbered along ``order``.
+
+    Blocks whose inputs are all exactly equal are feasible and pooled only
+    because they tie; each of their members gets a block of its own.
+    """
+    n = values.shape[0]
+    along = values[order]
+    lowest = np.minimum.reduceat(along, starts)
+    highest = np.maximum.reduceat(along, starts)
+    sizes = np.diff(np.append(starts, n))
+    tied = np.repeat((sizes > 1) & (lowest == highest), sizes)
+    begins = tied.copy()
+    begins[starts] = True
+    ids = np.empty(n, dtype=np.intp)
+    ids[order] = np.cumsum(begins) - 1
+    return ids
 
 
 def monotone_projection_torch(values, counts, *, increasing=True):
@@ -135,8 +237,9 @@ def monotone_projection_torch(values, counts, *, increasing=True):
     ----------
     values : torch.Tensor of shape (n_classes,)
         The values to project, on any device and of any floating dtype.
-    counts : array-like of shape (n_classes,)
-        Class frequencies that define the order.
+    counts : array-like of shape (n_classes,) or CountOrder
+        Class frequencies that define the order (a :class:`CountOrder` is
+        prepared once for repeated calls).
     increasing : bool, default=True
         Direction of the constraint as counts grow.
 
@@ -157,24 +260,9 @@ def monotone_projection_torch(values, counts, *, increasing=True):
     >>> s.grad
     tensor([1., 1., 1.])
     """
+    if not isinstance(counts, CountOrder):
+        counts = CountOrder(counts)
     return _monotone_projection_function().apply(values, counts, increasing)
-
-
-def _split_tied_blocks(values, block_ids):
-    """Give each member of a block whose inputs are all equal a block of its own."""
-    sizes = np.bincount(block_ids)
-    lowest = np.full(sizes.shape, np.inf)
-    highest = np.full(sizes.shape, -np.inf)
-    np.minimum.at(lowest, block_ids, values)
-    np.maximum.at(highest, block_ids, values)
-    tied = (sizes > 1) & (lowest == highest)
-    if not tied.any():
-        return block_ids
-    block_ids = block_ids.copy()
-    members = tied[block_ids]
-    block_ids[members] = sizes.shape[0] + np.arange(members.sum())
-    _, block_ids = np.unique(block_ids, return_inverse=True)
-    return block_ids
 
 
 _FUNCTION = None
@@ -190,10 +278,13 @@ def _monotone_projection_function():
             @staticmethod
             def forward(ctx, values, counts, increasing):
                 host = values.detach().to("cpu", torch.float64).numpy()
-                projected, block_ids = monotone_projection(
-                    host, counts, increasing=increasing
-                )
-                block_ids = _split_tied_blocks(host, block_ids)
+                if host.shape != (counts.n_classes,):
+                    raise ValueError(
+                        "values and counts must be 1-D arrays of the same "
+                        f"length; got shapes {host.shape} and {counts.shape}."
+                    )
+                projected, order, starts = _project(host, counts, increasing)
+                block_ids = _jacobian_blocks(host, order, starts)
                 ids = torch.from_numpy(block_ids).to(values.device)
                 ctx.save_for_backward(ids)
                 ctx.n_blocks = int(block_ids.max()) + 1 if block_ids.size else 0

@@ -4,16 +4,27 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+from scipy.sparse import csr_matrix
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
 from ._device import check_device_string
-from ._validation import class_counts_array
+from ._validation import (
+    check_sliceable_array,
+    class_counts_array,
+    finite_block,
+    is_sliceable_array,
+)
 
 # Rows scored at once by decision_function, predict and predict_proba: keeps
 # the float64 temporaries small however many rows are scored.
@@ -246,8 +257,12 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
             Training features, float32 or float64 (other numeric dtypes are
-            converted to float64). Training computes in float32; float32
-            input is not copied.
+            converted to float64). Training computes in float32 and reads
+            ``X`` in blocks of rows, converting one block at a time: float32
+            input is not copied, float64 input is never copied whole, and a
+            ``np.memmap`` or another 2-D array-like that slices (an HDF5 or
+            zarr dataset, a dask array) is streamed from where it lies
+            rather than loaded.
         y : array-like of shape (n_samples,)
             Class labels (ints, strings, ...).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -266,7 +281,15 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
             The fitted estimator.
         """
         check_device_string(self.device)
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        if is_sliceable_array(X):
+            X = validate_data(self, X, skip_check_array=True)
+            check_sliceable_array(X, self)
+            y = column_or_1d(y, warn=True)
+            check_consistent_length(X, y)
+            for rows in _chunks(X.shape[0]):
+                finite_block(np.asarray(X[rows]))
+        else:
+            X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         classes, y_encoded = np.unique(y, return_inverse=True)
         if classes.shape[0] < 2:
@@ -378,10 +401,18 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
     def _map_scores(self, X, transform):
         """Apply ``transform`` to ``X @ coef_.T + intercept_``, chunk by chunk."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        sliceable = is_sliceable_array(X)
+        if sliceable:
+            X = validate_data(self, X, reset=False, skip_check_array=True)
+            check_sliceable_array(X, self)
+        else:
+            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         out = None
         for rows in _chunks(X.shape[0]):
-            scores = np.asarray(X[rows], dtype=np.float64) @ self.coef_.T
+            block = np.asarray(X[rows], dtype=np.float64)
+            if sliceable:
+                finite_block(block)
+            scores = block @ self.coef_.T
             result = transform(scores + self.intercept_)
             if out is None:
                 out = np.empty((X.shape[0],) + result.shape[1:], dtype=result.dtype)
@@ -544,7 +575,13 @@ def _class_means(X, y, sample_weight, n_classes, shift, scale):
     sums = np.zeros((n_classes, X.shape[1]))
     for rows in _chunks(X.shape[0]):
         chunk = (np.asarray(X[rows], dtype=np.float64) - shift) / scale
-        np.add.at(sums, y[rows], chunk * sample_weight[rows, None])
+        # Weighted one-hot rows times the block: the per-class sums in one product.
+        members = np.arange(chunk.shape[0])
+        one_hot = csr_matrix(
+            (sample_weight[rows], (y[rows], members)),
+            shape=(n_classes, chunk.shape[0]),
+        )
+        sums += one_hot @ chunk
     weights = np.bincount(y, weights=sample_weight, minlength=n_classes)
     return sums / np.maximum(weights, np.finfo(np.float64).tiny)[:, None]
 

@@ -8,14 +8,14 @@ predicts without torch.
 import math
 import sys
 import time
-import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._device import torch_threads_for
-from ._pava import monotone_projection_torch
+from ._pava import CountOrder, monotone_projection_torch
+from ._streaming import RowStream
+from ._threads import torch_threads_for
 
 _PAPER_EPS = 1e-6
 
@@ -36,7 +36,7 @@ class InvariantHead(torch.nn.Module):
         self.directions = torch.nn.Parameter(torch.as_tensor(directions))
         self.log_norms = torch.nn.Parameter(torch.as_tensor(log_norms))
         self.bias = torch.nn.Parameter(torch.as_tensor(bias))
-        self.counts = np.asarray(counts, dtype=np.float64)
+        self.counts = CountOrder(counts)
 
     def norms(self):
         return torch.exp(
@@ -70,7 +70,7 @@ class PaperHead(torch.nn.Module):
         self.norm_scalars = torch.nn.Parameter(torch.as_tensor(norm_scalars))
         self.bias = torch.nn.Parameter(torch.as_tensor(bias))
         self.bias_scalars = torch.nn.Parameter(torch.as_tensor(bias_scalars))
-        self.counts = np.asarray(counts, dtype=np.float64)
+        self.counts = CountOrder(counts)
 
     def norms(self):
         return _paper_map(self.norm_scalars, self.counts)
@@ -115,18 +115,69 @@ def effective_weights(variant, state, counts):
     return weights.detach().numpy(), bias.detach().numpy()
 
 
-def _as_float32_tensor(X):
-    """A float32 CPU tensor sharing memory with ``X`` when ``X`` is float32."""
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    with warnings.catch_warnings():
-        # Read-only inputs (e.g. memmaps) are never written to.
-        warnings.filterwarnings("ignore", message=".*not writable.*")
-        return torch.from_numpy(X)
+# Rows of one block are sized so that its float32 temporaries (logits, a
+# converted block of X and its centred copy) take about this many bytes: on a
+# CPU small enough to stay near the cache, on a GPU large enough to keep its
+# cores busy (benchmarks/speed.py and gpu_check.py measure the effect).
+_BLOCK_BYTES = {"cpu": 8 << 20, "cuda": 512 << 20}
 
 
-def _chunk_rows(n_classes, n_features):
-    """Rows per chunk so that one chunk's logits and inputs stay near 16 MB."""
-    return max(256, (1 << 22) // max(n_classes, n_features))
+def _block_rows(n_samples, n_features, n_classes, device_type="cpu"):
+    """Rows per block: about ``_BLOCK_BYTES`` of temporaries, never more than
+    half the size of X in float32, and at least 64 rows."""
+    per_row = n_classes + 2 * n_features
+    budget = _BLOCK_BYTES.get(device_type, _BLOCK_BYTES["cpu"])
+    rows = min(budget // (4 * per_row), n_samples * n_features // (2 * per_row))
+    return int(max(64, rows))
+
+
+def _add_block_gradient(xb, yb, wb, weights, logit_bias, shift, inv_scale, row_scale,
+                        grad_weights, grad_bias):
+    """Add one block's gradient of the weighted cross-entropy in place.
+
+    The softmax cross-entropy gradient is written out by hand: one product
+    for the logits, one for the weight gradient, and the softmax computed in
+    place in the logits buffer, instead of autograd's graph per block.
+
+    Returns the block's weighted loss (a float32 scalar tensor).
+    """
+    if shift is not None:
+        xb = (xb - shift) * inv_scale
+    logits = torch.addmm(logit_bias, xb, weights.T)
+    true = logits.gather(1, yb[:, None])[:, 0]
+    top = logits.amax(dim=1)
+    logits.sub_(top[:, None]).exp_()
+    total = logits.sum(dim=1)
+    weighted_loss = torch.dot(top + total.log() - true, wb)
+    coef = wb * row_scale
+    # d loss / d logits = coef * (softmax - onehot(y))
+    logits.mul_((coef / total)[:, None])
+    logits.scatter_add_(1, yb[:, None], -coef[:, None])
+    grad_weights.addmm_(logits.T, xb)
+    grad_bias.add_(logits.sum(dim=0))
+    return weighted_loss
+
+
+def _epoch_blocks(n_samples, batch_size, block, generator):
+    """The blocks of one pass, grouped into optimiser steps.
+
+    Returns a list of ``(rows, last_of_step, step_rows)``: ``rows`` is a slice
+    (full batch, read in order) or sorted indices of a shuffled minibatch.
+    """
+    blocks = []
+    if batch_size >= n_samples:
+        starts = range(0, n_samples, block)
+        for start in starts:
+            last = start + block >= n_samples
+            blocks.append((slice(start, min(start + block, n_samples)), last, n_samples))
+        return blocks
+    perm = torch.randperm(n_samples, generator=generator).numpy()
+    for b in range(0, n_samples, batch_size):
+        batch = np.sort(perm[b : b + batch_size])
+        for start in range(0, batch.shape[0], block):
+            last = start + block >= batch.shape[0]
+            blocks.append((batch[start : start + block], last, batch.shape[0]))
+    return blocks
 
 
 def train_head(
@@ -152,16 +203,19 @@ def train_head(
 
     One optimiser step per minibatch; with ``batch_size=None`` one step per
     pass over the data (full batch). Either way the batch is processed in
-    chunks whose gradients are accumulated, so memory does not grow with the
-    batch.
+    blocks of rows whose gradients are accumulated, so memory does not grow
+    with the batch, and the gradient goes through the head's
+    parametrisation (and its PAVA) once per step.
 
     Parameters
     ----------
     head : torch.nn.Module
         A head whose ``forward()`` returns ``(weights, bias)``; float32, on
         ``device``; trained in place.
-    X : ndarray of shape (n_samples, n_features)
-        float32 or float64; never copied to float64.
+    X : array-like of shape (n_samples, n_features)
+        float32 or float64 array, ``np.memmap`` or other array-like that
+        slices; read block by block (see ``_streaming.RowStream``), never
+        copied whole.
     y : ndarray of shape (n_samples,)
         Encoded labels in ``[0, n_classes)``.
     sample_weight : ndarray of shape (n_samples,)
@@ -186,20 +240,23 @@ def train_head(
         With ``tol=None``: ``None``. Otherwise whether training stopped
         because the loss stopped improving by ``tol``.
     """
-    n_samples = X.shape[0]
-    X_t = _as_float32_tensor(X).to(device)
+    n_samples, n_features = X.shape
+    n_classes = len(logit_offset)
     y_t = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
     w_t = torch.from_numpy(np.asarray(sample_weight, dtype=np.float32)).to(device)
-    shift_t = torch.as_tensor(shift, dtype=torch.float32, device=device)
+    if np.any(shift != 0) or scale != 1:
+        shift_t = torch.as_tensor(shift, dtype=torch.float32, device=device)
+    else:
+        shift_t = None
     inv_scale = float(1.0 / scale)
     offset_t = torch.as_tensor(logit_offset, dtype=torch.float32, device=device)
     total_weight = float(np.sum(sample_weight, dtype=np.float64))
     mean_weight = total_weight / n_samples
 
-    full_batch = batch_size is None or batch_size >= n_samples
-    batch_size = n_samples if full_batch else batch_size
+    batch_size = n_samples if batch_size is None else min(batch_size, n_samples)
     n_batches = math.ceil(n_samples / batch_size)
-    chunk = _chunk_rows(len(logit_offset), X.shape[1])
+    block = min(_block_rows(n_samples, n_features, n_classes, device.type), batch_size)
+    stream = RowStream(X, device, max_rows=block)
     # The learning rate is per pass: with k minibatches a pass takes k steps of
     # lr / k, so the distance the head moves per pass, which with no L2 penalty
     # is what regularises it, does not depend on batch_size.
@@ -213,42 +270,47 @@ def train_head(
         optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
     )
 
-    # Rows in one product: the work that decides how many threads pay off.
-    work = min(chunk, batch_size) * X.shape[1] * len(logit_offset)
-    with torch_threads_for(work, device):
+    full_blocks = None
+    with torch_threads_for(block * n_features * n_classes, device):
         loss_curve = []
         best_loss = np.inf
         no_improvement = 0
         converged = None if tol is None else False
         start = time.perf_counter()
         for epoch in range(max_iter):
-            perm = None if full_batch else torch.randperm(n_samples, generator=generator)
+            if batch_size == n_samples:
+                full_blocks = full_blocks or _epoch_blocks(
+                    n_samples, batch_size, block, generator
+                )
+                blocks = full_blocks
+            else:
+                blocks = _epoch_blocks(n_samples, batch_size, block, generator)
             epoch_loss = torch.zeros((), dtype=torch.float64, device=device)
-            for b in range(n_batches):
-                weights, bias = head()
-                # Gradients are accumulated on detached copies chunk by chunk and
-                # sent through the parametrisation (and its PAVA) once per step.
-                w_leaf = weights.detach().requires_grad_()
-                b_leaf = bias.detach().requires_grad_()
-                logit_bias = b_leaf + offset_t
-                if full_batch:
-                    batch, batch_len = None, n_samples
-                else:
-                    batch = perm[b * batch_size : (b + 1) * batch_size].to(device)
-                    batch_len = batch.shape[0]
-                norm = mean_weight * batch_len
-                for c in range(0, batch_len, chunk):
-                    rows = slice(c, c + chunk) if full_batch else batch[c : c + chunk]
-                    xb = (X_t[rows] - shift_t) * inv_scale
-                    logits = torch.addmm(logit_bias, xb, w_leaf.T)
-                    losses = F.cross_entropy(logits, y_t[rows], reduction="none")
-                    weighted = (losses * w_t[rows]).sum()
-                    (weighted / norm).backward()
-                    epoch_loss += weighted.detach().double()
-                optimizer.zero_grad(set_to_none=True)
-                torch.autograd.backward((weights, bias), (w_leaf.grad, b_leaf.grad))
-                optimizer.step()
-                scheduler.step()
+            step = None
+            for (rows, last, step_rows), xb in zip(
+                blocks, stream.blocks([rows for rows, _, _ in blocks])
+            ):
+                if step is None:
+                    weights, bias = head()
+                    step = (
+                        weights.detach(),
+                        bias.detach() + offset_t,
+                        torch.zeros_like(weights),
+                        torch.zeros_like(bias),
+                    )
+                if not isinstance(rows, slice):
+                    rows = torch.from_numpy(rows).to(device, non_blocking=True)
+                weighted = _add_block_gradient(
+                    xb, y_t[rows], w_t[rows], step[0], step[1], shift_t, inv_scale,
+                    1.0 / (mean_weight * step_rows), step[2], step[3],
+                )
+                epoch_loss += weighted.double()
+                if last:
+                    optimizer.zero_grad(set_to_none=True)
+                    torch.autograd.backward((weights, bias), (step[2], step[3]))
+                    optimizer.step()
+                    scheduler.step()
+                    step = None
             value = float(epoch_loss) / total_weight
             if not math.isfinite(value):
                 raise FloatingPointError(

@@ -1,6 +1,7 @@
 """Input checks shared by the estimator and the metrics (imports nothing of ours)."""
 
 import numpy as np
+from scipy.sparse import issparse
 
 
 def class_counts_array(class_counts, labels, *, allow_extra=False):
@@ -43,3 +44,42 @@ def class_counts_array(class_counts, labels, *, allow_extra=False):
             f"class_counts must be finite and non-negative; got {counts.tolist()}."
         )
     return counts
+
+
+def is_sliceable_array(X):
+    """Whether ``X`` is a 2-D array-like to read in blocks rather than convert.
+
+    HDF5 datasets, zarr and dask arrays and the like hold more rows than
+    memory may; ``np.asarray`` would load them whole. NumPy arrays (memmaps
+    included) are not: scikit-learn's checks take them without a copy.
+    """
+    if isinstance(X, (np.ndarray, list, tuple)) or hasattr(X, "iloc") or issparse(X):
+        return False
+    if not all(hasattr(X, name) for name in ("shape", "dtype", "__getitem__")):
+        return False
+    try:
+        kind = np.dtype(X.dtype).kind
+    except TypeError:
+        return False
+    return len(X.shape) == 2 and kind in "fiub"
+
+
+def check_sliceable_array(X, estimator):
+    """The checks ``check_array`` makes, for a sliceable array read in blocks."""
+    n_samples, n_features = X.shape
+    name = type(estimator).__name__
+    if n_samples < 1 or n_features < 1:
+        raise ValueError(
+            f"Found array with shape {X.shape} while a minimum of 1 sample and 1 "
+            f"feature is required by {name}."
+        )
+    if np.dtype(X.dtype).kind not in "fiub":
+        raise ValueError(f"{name} needs numeric features; got dtype {X.dtype}.")
+
+
+def finite_block(block):
+    """Raise the error scikit-learn raises for NaN or infinity in ``X``."""
+    if not np.all(np.isfinite(block)):
+        kind = "NaN" if np.any(np.isnan(block)) else "infinity"
+        raise ValueError(f"Input X contains {kind}.")
+    return block

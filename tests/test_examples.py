@@ -1,5 +1,6 @@
 """Every example runs headless, as a user would run it."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -15,8 +16,13 @@ EXPECTED_OUTPUT = {
     "gpu.py": "coef_ is ndarray",
     # Without the encoder package or the data it says so and exits cleanly.
     "text_end_to_end.py": "",
+    # Without dask.distributed it says so and exits cleanly.
+    "dask_grid_search.py": (
+        "torch threads per dask worker" if importlib.util.find_spec("distributed")
+        else "dask.distributed is not installed"
+    ),
 }
-SLOW = {"pipeline_grid_search.py", "text_end_to_end.py"}
+SLOW = {"pipeline_grid_search.py", "text_end_to_end.py", "dask_grid_search.py"}
 
 
 def test_every_example_is_listed():

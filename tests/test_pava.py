@@ -11,7 +11,12 @@ from hypothesis.extra.numpy import arrays
 from scipy.optimize import minimize
 from sklearn.isotonic import IsotonicRegression
 
-from sklearn_samn._pava import monotone_projection, monotone_projection_torch
+from sklearn_samn._pava import (
+    CountOrder,
+    monotone_order,
+    monotone_projection,
+    monotone_projection_torch,
+)
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
 
@@ -199,3 +204,47 @@ def test_backward_keeps_block_means_where_a_violation_was_pooled():
     np.testing.assert_allclose(out.detach().numpy(), [7 / 3, 7 / 3, 7 / 3, 1.0], rtol=1e-6)
     out.backward(torch.tensor([3.0, 0.0, 0.0, 5.0]))
     np.testing.assert_allclose(values.grad.numpy(), [1.0, 1.0, 1.0, 5.0], rtol=1e-6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values_and_counts(max_size=40), st.booleans())
+def test_property_fast_order_is_the_lexicographic_order(data, increasing):
+    # CountOrder sorts one integer key (count rank, leading value bits) and
+    # checks the result exactly; up to exactly equal values it is the
+    # lexicographic (count, value) order that makes the projection exact.
+    values, counts = data
+    fast = CountOrder(counts).order(values, increasing=increasing)
+    slow = monotone_order(values, counts, increasing=increasing)
+    np.testing.assert_array_equal(counts[fast], counts[slow])
+    np.testing.assert_array_equal(values[fast], values[slow])
+
+
+@pytest.mark.parametrize("increasing", [True, False])
+def test_fast_order_falls_back_when_the_key_cannot_tell_values_apart(increasing):
+    # Two tied classes whose values differ in the last bit, which the key
+    # drops next to 40 000 count groups: the exact check catches it.
+    n = 40_000
+    counts = np.arange(n, dtype=np.float64)
+    counts[1] = counts[0]
+    values = np.linspace(0.0, 1.0, n)
+    values[:2] = [1.0, np.nextafter(1.0, 2.0)]
+    if increasing:
+        values[:2] = values[1::-1]
+    order = CountOrder(counts).order(values, increasing=increasing)
+    np.testing.assert_array_equal(order, monotone_order(values, counts, increasing=increasing))
+
+
+def test_projection_at_many_classes_with_a_prepared_order_matches_the_reference():
+    rng = np.random.default_rng(0)
+    n = 100_000
+    counts = np.floor(1000 * 0.01 ** (np.arange(n) / (n - 1)))
+    rng.shuffle(counts)
+    values = rng.normal(size=n)
+    prepared = CountOrder(counts)
+    fast, _ = monotone_projection(values, prepared, increasing=False)
+    order = monotone_order(values, counts, increasing=False)
+    reference = np.empty(n)
+    reference[order] = IsotonicRegression(increasing=False).fit_transform(
+        np.arange(n), values[order]
+    )
+    np.testing.assert_allclose(fast, reference, rtol=0, atol=1e-12)

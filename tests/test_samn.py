@@ -549,7 +549,7 @@ def test_full_batch_gradient_accumulated_over_chunks(long_tailed, monkeypatch):
     X, y = long_tailed
     params = dict(device="cpu", random_state=0, max_iter=10)
     whole = SAMNClassifier(**params).fit(X, y)
-    monkeypatch.setattr("sklearn_samn._training._chunk_rows", lambda *args: 10)
+    monkeypatch.setattr("sklearn_samn._training._block_rows", lambda *args: 10)
     chunked = SAMNClassifier(**params).fit(X, y)
     np.testing.assert_allclose(chunked.coef_, whole.coef_, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(chunked.loss_curve_, whole.loss_curve_, rtol=1e-5)

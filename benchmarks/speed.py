@@ -1,0 +1,436 @@
+"""Speed and memory of SAMNClassifier.fit on the CPU, next to the hardware's limits.
+
+    python benchmarks/speed.py [--threads N] [--out benchmarks/SPEED.md]
+    python benchmarks/speed.py --quick --out /tmp/speed.md      # smoke test, ~1 min
+
+Sections (each measured in this one process unless it says otherwise):
+
+1. projection: ``monotone_projection_torch`` forward and backward at 10^3,
+   8,142 and 10^5 classes, with the head's prepared ``CountOrder``.
+2. passes: seconds per pass over the data (from fits of two lengths, so fixed
+   costs cancel) next to the time of the matrix products one pass needs, timed
+   on the same blocks of rows: forward ``X W^T``, the weight gradient
+   ``G^T X`` and the input gradient ``G W`` (which a head on frozen features
+   does not need; the issue's roofline counts it). iNaturalist 2018 is timed
+   on its first rows and extrapolated.
+3. memory: peak resident memory during ``fit`` above what the process held
+   before it (a fresh subprocess per row, the peak reset just before ``fit``),
+   as a multiple of the size of X in float32.
+4. predict: traced NumPy memory of ``predict`` / ``predict_proba`` on 10^6 rows
+   beyond the returned array.
+5. end_to_end: ``SAMNClassifier().fit`` against ``LogisticRegression().fit``
+   (lbfgs) and ``SGDClassifier().fit``, defaults, on the same features; balanced
+   accuracy on a balanced test set. ImageNet-LT is timed per iteration and
+   extrapolated (a full lbfgs fit there takes over half an hour on 2 cores).
+
+The features are synthetic (``data.synthetic_features``) in the shapes of
+``data.SHAPES``; BANKING77 (real MiniLM embeddings) is added when
+``../shared/data/banking77`` is there.
+"""
+
+import argparse
+import os
+import sys
+
+
+def _threads_from_argv():
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    return parser.parse_known_args()[0].threads
+
+
+# Thread counts must be set before NumPy's BLAS and torch start.
+_THREADS = _threads_from_argv()
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = str(_THREADS)
+
+import json  # noqa: E402
+import platform  # noqa: E402
+import shlex  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+import warnings  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import sklearn  # noqa: E402
+import torch  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.linear_model import LogisticRegression, SGDClassifier  # noqa: E402
+from sklearn.metrics import balanced_accuracy_score  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import data  # noqa: E402
+
+from sklearn_samn import SAMNClassifier  # noqa: E402
+from sklearn_samn._pava import CountOrder, monotone_projection_torch  # noqa: E402
+from sklearn_samn._training import _block_rows  # noqa: E402
+
+torch.set_num_threads(_THREADS)
+HERE = Path(__file__).resolve().parent
+
+
+def _best(function, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+# ----------------------------------------------------------------- projection
+def projection_rows(quick):
+    rows = []
+    rng = np.random.default_rng(0)
+    for n_classes in (1_000, 8_142, 100_000):
+        counts = data.shaped_counts(100 * n_classes, n_classes, 500)
+        prepared = CountOrder(rng.permutation(counts))
+        values = torch.tensor(rng.normal(size=n_classes), requires_grad=True)
+        forward, backward = [], []
+        for _ in range(10 if quick else 100):
+            start = time.perf_counter()
+            out = monotone_projection_torch(values, prepared, increasing=False)
+            forward.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            out.backward(torch.ones_like(out))
+            backward.append(time.perf_counter() - start)
+        rows.append(
+            {
+                "classes": n_classes,
+                "distinct counts": len(np.unique(counts)),
+                "forward ms (median)": 1e3 * np.median(forward),
+                "forward ms (p90)": 1e3 * np.quantile(forward, 0.9),
+                "backward ms (median)": 1e3 * np.median(backward),
+            }
+        )
+    return rows
+
+
+# ------------------------------------------------------------------- passes
+def product_times(X, n_classes, repeats):
+    """Seconds of the products of one pass, on the blocks ``fit`` uses."""
+    n_samples, n_features = X.shape
+    block = _block_rows(n_samples, n_features, n_classes)
+    X_t = torch.from_numpy(X)
+    weights = torch.randn(n_classes, n_features) * 0.01
+    bias = torch.zeros(n_classes)
+    grad = torch.zeros_like(weights)
+
+    def two():
+        for start in range(0, n_samples, block):
+            xb = X_t[start : start + block]
+            logits = torch.addmm(bias, xb, weights.T)
+            grad.addmm_(logits.T, xb)
+
+    def three():
+        for start in range(0, n_samples, block):
+            xb = X_t[start : start + block]
+            logits = torch.addmm(bias, xb, weights.T)
+            grad.addmm_(logits.T, xb)
+            logits @ weights
+
+    two()
+    return _best(two, repeats), _best(three, repeats)
+
+
+def per_pass(X, y, passes, repeats):
+    """Seconds per pass of a default fit, and the fixed cost of a fit."""
+
+    def fit(max_iter):
+        return lambda: SAMNClassifier(max_iter=max_iter, random_state=0).fit(X, y)
+
+    short = _best(fit(1), repeats)
+    long = _best(fit(1 + passes), repeats)
+    seconds = (long - short) / passes
+    return seconds, short - seconds
+
+
+def passes_rows(quick):
+    rows = []
+    SAMNClassifier(max_iter=2).fit(*data.synthetic_features(500, 8, 5, 10))  # warm-up
+    for name, (n_samples, n_features, n_classes, ratio) in data.SHAPES.items():
+        measured_rows = n_samples
+        if quick:
+            measured_rows = min(n_samples, 4_096)
+        elif name == "inat2018":
+            measured_rows = 16_384  # its first rows; scaled up below
+        X, y = data.synthetic_features(measured_rows, n_features, n_classes, ratio)
+        big = n_features * n_classes * measured_rows > 1e11
+        repeats = 1 if big else 3
+        two, three = product_times(X, n_classes, repeats)
+        seconds, fixed = per_pass(X, y, passes=2 if big else 10, repeats=repeats)
+        scale = n_samples / measured_rows
+        flops = 4.0 * n_samples * n_features * n_classes
+        rows.append(
+            {
+                "shape": name,
+                "n x d x C": f"{n_samples:,} x {n_features:,} x {n_classes:,}",
+                "rows timed": f"{measured_rows:,}" + (" (extrapolated)" if scale > 1 else ""),
+                "s / pass": seconds * scale,
+                "2 products s": two * scale,
+                "3 products s": three * scale,
+                "pass / 3 products": seconds / three,
+                "pass / 2 products": seconds / two,
+                "GFLOP/s (2 products)": flops / (seconds * scale) / 1e9,
+                "fixed s": fixed,
+                "100 passes s (default fit)": 100 * seconds * scale + fixed,
+            }
+        )
+        del X, y
+    return rows
+
+
+# ------------------------------------------------------------------- memory
+_PROBE = """
+import json, sys, numpy as np
+sys.path.insert(0, {bench!r})
+import data
+from sklearn_samn import SAMNClassifier
+n, d, c, ratio, dtype, batch = {args!r}
+X, y = data.synthetic_features(n, d, c, ratio)
+if dtype == "float64":
+    X = X.astype(np.float64)
+SAMNClassifier(max_iter=1).fit(X[:2000], y[:2000])  # imports, threads, first calls
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+
+before = status("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")  # resets VmHWM to the current RSS
+SAMNClassifier(max_iter=2, batch_size=batch).fit(X, y)
+print(json.dumps({{"extra": status("VmHWM") - before, "x32": n * d * 4}}))
+"""
+
+
+def memory_rows(quick):
+    cases = [
+        ("cifar100_lt", None, "float32", None),
+        ("imagenet_lt", None, "float32", None),
+        ("imagenet_lt", None, "float32", 4096),
+        ("imagenet_lt", None, "float64", None),
+        ("inat2018", 65_536, "float32", None),
+    ]
+    if quick:
+        cases = [("cifar100_lt", None, "float32", None), ("cifar100_lt", None, "float64", 512)]
+    rows = []
+    for name, n_rows, dtype, batch in cases:
+        n_samples, n_features, n_classes, ratio = data.SHAPES[name]
+        n = n_rows or n_samples
+        code = _PROBE.format(
+            bench=str(HERE), args=(n, n_features, n_classes, ratio, dtype, batch)
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        probe = json.loads(result.stdout.strip().splitlines()[-1])
+        full_x32 = n_samples * n_features * 4
+        rows.append(
+            {
+                "shape": name,
+                "rows": f"{n:,}" + ("" if n == n_samples else " (subset)"),
+                "X dtype": dtype,
+                "batch_size": batch,
+                "X float32 MB": probe["x32"] / 2**20,
+                "peak extra MB": probe["extra"] / 2**20,
+                "extra / X float32": probe["extra"] / probe["x32"],
+                "extra / full X float32": probe["extra"] / full_x32,
+            }
+        )
+    return rows
+
+
+# ------------------------------------------------------------------ predict
+def predict_rows(quick):
+    n, d, c = (100_000 if quick else 1_000_000), 64, 100
+    X, y = data.synthetic_features(20_000, d, c, 100)
+    clf = SAMNClassifier(max_iter=5, random_state=0).fit(X, y)
+    X_big = np.random.default_rng(1).standard_normal((n, d), dtype=np.float32)
+    rows = []
+    for method in ("predict", "predict_proba"):
+        tracemalloc.start()
+        start = time.perf_counter()
+        result = getattr(clf, method)(X_big)
+        seconds = time.perf_counter() - start
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        rows.append(
+            {
+                "method": method,
+                "rows": f"{n:,}",
+                "seconds": seconds,
+                "result MB": result.nbytes / 2**20,
+                "peak beyond result MB": (peak - result.nbytes) / 2**20,
+                "n x C float64 MB": n * c * 8 / 2**20,
+            }
+        )
+        del result
+    return rows
+
+
+# --------------------------------------------------------------- end to end
+def _fit_score(model, X, y, X_test, y_test):
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    seconds = time.perf_counter() - start
+    return seconds, model
+
+
+def _adjusted(lr, X_test, y):
+    """LogisticRegression's predictions with post-hoc logit adjustment (free)."""
+    prior = np.bincount(y, minlength=len(lr.classes_)) / len(y)
+    return lr.classes_[np.argmax(lr.decision_function(X_test) - np.log(prior), axis=1)]
+
+
+def end_to_end_rows(quick):
+    problems = []
+    for name in ("cifar100_lt",) + (() if quick else ("imagenet_lt",)):
+        n, d, c, ratio = data.SHAPES[name]
+        if quick:
+            n = 4_096
+        problems.append((name, *data.synthetic_features(n, d, c, ratio, n_test_per_class=20)))
+    try:
+        problems.append(("banking77 IF100 (real)", *data.banking77(100, seed=0)))
+    except FileNotFoundError:
+        pass
+    rows = []
+    for name, X, y, X_test, y_test in problems:
+        large = X.shape[0] * X.shape[1] * len(np.unique(y)) > 1e10
+        models = {
+            "SAMNClassifier()": SAMNClassifier(random_state=0),
+            "LogisticRegression()": LogisticRegression(),
+            "SGDClassifier()": SGDClassifier(random_state=0),
+        }
+        for label, model in models.items():
+            if large and label == "SGDClassifier()":
+                continue  # 1,000 one-vs-rest SGD fits on 115,846 x 2,048: hours here
+            if large and label == "LogisticRegression()":
+                rows.append(_extrapolated_lr(name, X, y))
+                continue
+            seconds, fitted = _fit_score(model, X, y, X_test, y_test)
+            score = balanced_accuracy_score(y_test, fitted.predict(X_test))
+            n_iter = getattr(fitted, "n_iter_", None)
+            rows.append(
+                {
+                    "problem": name,
+                    "model": label,
+                    "fit s": seconds,
+                    "iterations": int(np.max(n_iter)) if n_iter is not None else None,
+                    "balanced acc %": 100 * score,
+                }
+            )
+            if label == "LogisticRegression()":
+                adjusted = balanced_accuracy_score(y_test, _adjusted(fitted, X_test, y))
+                rows.append(
+                    {
+                        "problem": name,
+                        "model": "  + post-hoc logit adjustment",
+                        "fit s": seconds,
+                        "iterations": rows[-1]["iterations"],
+                        "balanced acc %": 100 * adjusted,
+                    }
+                )
+    return rows
+
+
+def _extrapolated_lr(name, X, y):
+    """lbfgs seconds per iteration from two short fits, times max_iter=100."""
+    first = _fit_score(LogisticRegression(max_iter=1), X, y, None, None)[0]
+    third = _fit_score(LogisticRegression(max_iter=3), X, y, None, None)[0]
+    per_iteration = (third - first) / 2
+    return {
+        "problem": name,
+        "model": "LogisticRegression() (extrapolated)",
+        "fit s": first - per_iteration + 100 * per_iteration,
+        "iterations": "100 (max_iter; s/iteration measured: "
+        f"{per_iteration:.1f})",
+        "balanced acc %": None,
+    }
+
+
+# ------------------------------------------------------------------- report
+def _table(rows):
+    if not rows:
+        return "(none)\n"
+    keys = list(rows[0])
+
+    def cell(value):
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(cell(row[k]) for k in keys) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+SECTIONS = {
+    "projection": projection_rows,
+    "passes": passes_rows,
+    "memory": memory_rows,
+    "predict": predict_rows,
+    "end_to_end": end_to_end_rows,
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch and BLAS threads (default: all cores)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, smoke test")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma list of {', '.join(SECTIONS)}")
+    parser.add_argument("--out", default=str(HERE / "SPEED.md"))
+    args = parser.parse_args(argv)
+    command = "python benchmarks/speed.py " + shlex.join(
+        a for a in (argv if argv is not None else sys.argv[1:])
+    )
+    started = time.perf_counter()
+    report = [
+        "# Speed and memory on the CPU\n",
+        f"Command: `{command.strip()}`\n",
+        f"- generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- Python {platform.python_version()}, numpy {np.__version__}, "
+        f"scikit-learn {sklearn.__version__}, torch {torch.__version__}; "
+        f"{platform.machine()}, {os.cpu_count()} cores, {_THREADS} thread(s) "
+        f"(torch, BLAS); processor: {_cpu_name()}",
+        "- features: synthetic float32 (`data.synthetic_features`, long-tailed "
+        "Gaussian classes); times are the best of repeated runs",
+        "",
+    ]
+    for name in args.sections.split(","):
+        print(f"[speed] {name} ...", file=sys.stderr, flush=True)
+        section_start = time.perf_counter()
+        rows = SECTIONS[name](args.quick)
+        report.append(f"## {name}\n")
+        report.append(_table(rows))
+        report.append(f"({time.perf_counter() - section_start:.0f} s)\n")
+        Path(args.out).write_text("\n".join(report))
+    report.insert(
+        3, f"- wall time {(time.perf_counter() - started) / 60:.1f} min"
+    )
+    Path(args.out).write_text("\n".join(report))
+    print(f"[speed] wrote {args.out}", file=sys.stderr)
+
+
+def _cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    main()

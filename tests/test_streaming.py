@@ -1,0 +1,192 @@
+"""X is read in blocks: memmaps and sliceable array-likes are never loaded whole."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_samn import SAMNClassifier
+from sklearn_samn._streaming import RowStream
+from sklearn_samn._training import _block_rows, _epoch_blocks
+
+from .conftest import make_long_tailed_blobs
+
+
+class Sliceable:
+    """A 2-D array-like that slices (like an HDF5 dataset) and refuses np.asarray."""
+
+    def __init__(self, array):
+        self.array = array
+        self.shape = array.shape
+        self.dtype = array.dtype
+        self.reads = []
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, rows):
+        if not isinstance(rows, slice):
+            rows = np.asarray(rows)
+            # What h5py demands of an index list.
+            assert np.all(np.diff(rows) > 0), "indices must be increasing"
+        self.reads.append(rows)
+        return self.array[rows]
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("X was loaded whole")
+
+
+@pytest.mark.parametrize("batch_size", [None, 16])
+def test_sliceable_array_like_is_read_in_blocks(batch_size, monkeypatch):
+    X, y = make_long_tailed_blobs()
+    monkeypatch.setattr("sklearn_samn._training._block_rows", lambda *args: 10)
+    params = dict(device="cpu", random_state=0, max_iter=5, batch_size=batch_size)
+    reference = SAMNClassifier(**params).fit(X, y)
+    sliced = Sliceable(X)
+    clf = SAMNClassifier(**params).fit(sliced, y)
+    np.testing.assert_array_equal(clf.coef_, reference.coef_)
+    assert max(len(range(*r.indices(len(X)))) if isinstance(r, slice) else len(r)
+               for r in sliced.reads) <= 8192
+    np.testing.assert_array_equal(clf.predict(Sliceable(X)), reference.predict(X))
+    np.testing.assert_array_equal(
+        clf.predict_proba(Sliceable(X)), reference.predict_proba(X)
+    )
+
+
+def test_sliceable_array_like_gets_the_usual_errors():
+    X, y = make_long_tailed_blobs()
+    bad = X.copy()
+    bad[7, 2] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        SAMNClassifier(device="cpu").fit(Sliceable(bad), y)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        SAMNClassifier(device="cpu").fit(Sliceable(X), y[:-1])
+    clf = SAMNClassifier(device="cpu", max_iter=2).fit(Sliceable(X), y)
+    assert clf.n_features_in_ == X.shape[1]
+    with pytest.raises(ValueError, match="expecting 8 features"):
+        clf.predict(Sliceable(X[:, :3]))
+    bad_rows = X[:20].copy()
+    bad_rows[3, 0] = np.inf
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        clf.predict(Sliceable(bad_rows))
+
+
+def test_memmap_float32_is_not_copied(tmp_path):
+    X, y = make_long_tailed_blobs()
+    path = tmp_path / "X.f32"
+    mm = np.memmap(path, dtype=np.float32, mode="w+", shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    X_mm = np.memmap(path, dtype=np.float32, mode="r", shape=X.shape)
+    stream = RowStream(X_mm, torch.device("cpu"), max_rows=50)
+    (block,) = stream.blocks([slice(0, 50)])
+    assert np.shares_memory(block.numpy(), X_mm)
+    clf = SAMNClassifier(device="cpu", random_state=0, max_iter=5).fit(X_mm, y)
+    ref = SAMNClassifier(device="cpu", random_state=0, max_iter=5).fit(
+        X.astype(np.float32), y
+    )
+    np.testing.assert_array_equal(clf.coef_, ref.coef_)
+
+
+def test_blocks_of_a_pass_cover_every_row_once():
+    generator = torch.Generator().manual_seed(0)
+    full = _epoch_blocks(103, 103, 10, generator)
+    assert [r for r, _, _ in full][-1] == slice(100, 103)
+    assert [last for _, last, _ in full] == [False] * 10 + [True]
+    mini = _epoch_blocks(103, 25, 10, generator)
+    rows = np.concatenate([r for r, _, _ in mini])
+    np.testing.assert_array_equal(np.sort(rows), np.arange(103))
+    assert sum(last for _, last, _ in mini) == 5  # ceil(103 / 25) steps
+    for r, _, step_rows in mini:
+        assert np.all(np.diff(r) > 0) and len(r) <= 10 and step_rows in (25, 3)
+
+
+def test_block_temporaries_stay_small_next_to_X():
+    # Logits plus two input-sized buffers per row, never more than half of X.
+    for n, d, c in [(10_847, 64, 100), (115_846, 2048, 1000), (500, 4, 300)]:
+        rows = _block_rows(n, d, c)
+        temporaries = rows * (c + 2 * d)
+        assert temporaries <= max(0.5 * n * d, 64 * (c + 2 * d))
+        assert 4 * temporaries <= 2 * (8 << 20)
+
+
+_BUDGET_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys
+    import numpy as np
+    from sklearn_samn import SAMNClassifier
+
+    path, n, d, budget, kind = sys.argv[1:]
+    n, d, budget = int(n), int(d), int(budget)
+    y = np.load(path + ".y.npy")
+    if kind == "float64":
+        X = np.fromfile(path, dtype=np.float32).reshape(n, d).astype(np.float64)
+    else:
+        X = np.memmap(path, dtype=np.float32, mode="r", shape=(n, d))
+    # Imports, torch's threads and first-call set-up happen before the budget.
+    SAMNClassifier(device="cpu", max_iter=2).fit(np.asarray(X[:500]), y[:500])
+
+    def private_data():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmData"):
+                return int(line.split()[1]) * 1024
+
+    # RLIMIT_DATA caps private writable memory (what a copy of X would take);
+    # the pages of a read-only memmap are the file's and do not count.
+    resource.setrlimit(
+        resource.RLIMIT_DATA, (private_data() + budget, resource.RLIM_INFINITY)
+    )
+    for batch_size in (None, 4096):
+        clf = SAMNClassifier(
+            device="cpu", max_iter=1, batch_size=batch_size, random_state=0
+        ).fit(X, y)
+        accuracy = np.mean(clf.predict(X) == y)
+        print(f"batch_size={batch_size}: fitted, accuracy {accuracy:.3f}")
+    try:
+        np.array(X, dtype=np.float32)
+    except MemoryError:
+        print("a float32 copy of X does not fit in the budget")
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def big_features(tmp_path_factory):
+    """192 MiB of float32 features on disk, with labels next to them."""
+    n, d = 786_432, 64
+    path = tmp_path_factory.mktemp("big") / "X.f32"
+    rng = np.random.default_rng(0)
+    y = np.minimum(rng.geometric(0.3, n) - 1, 9)
+    centres = rng.normal(scale=2.0, size=(10, d)).astype(np.float32)
+    X = np.memmap(path, dtype=np.float32, mode="w+", shape=(n, d))
+    for start in range(0, n, 131_072):
+        rows = slice(start, start + 131_072)
+        noise = rng.standard_normal((len(y[rows]), d), dtype=np.float32)
+        X[rows] = centres[y[rows]] + noise
+    X.flush()
+    del X
+    np.save(str(path) + ".y.npy", y)
+    return path, n, d
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs RLIMIT_DATA")
+@pytest.mark.parametrize("kind", ["memmap", "float64"])
+def test_fit_and_predict_within_a_memory_budget_smaller_than_X(big_features, kind):
+    # memmap: X is 192 MiB on disk, the budget 64 MiB of private memory.
+    # float64: X is 384 MiB in memory; a float32 copy (192 MiB) would not fit.
+    path, n, d = big_features
+    result = subprocess.run(
+        [sys.executable, "-c", _BUDGET_SCRIPT, str(path), str(n), str(d),
+         str(64 << 20), kind],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "batch_size=None: fitted" in result.stdout
+    assert "batch_size=4096: fitted" in result.stdout
+    assert "does not fit in the budget" in result.stdout
+    accuracies = [float(line.split()[-1]) for line in result.stdout.splitlines()
+                  if "accuracy" in line]
+    assert min(accuracies) > 0.95
