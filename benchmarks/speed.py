@@ -155,7 +155,8 @@ def passes_rows(quick):
     for name, (n_samples, n_features, n_classes, ratio) in data.SHAPES.items():
         measured_rows = n_samples
         if quick:
-            measured_rows = min(n_samples, 4_096)
+            n_samples = measured_rows = min(n_samples, 4_096)
+            n_features, n_classes = min(n_features, 256), min(n_classes, 200)
         elif name == "inat2018":
             measured_rows = 16_384  # its first rows; scaled up below
         X, y = data.synthetic_features(measured_rows, n_features, n_classes, ratio)
@@ -217,7 +218,7 @@ def memory_rows(quick):
         ("inat2018", 65_536, "float32", None),
     ]
     if quick:
-        cases = [("cifar100_lt", None, "float32", None), ("cifar100_lt", None, "float64", 512)]
+        cases = [("cifar100_lt", 4_096, "float32", None), ("cifar100_lt", 4_096, "float64", 512)]
     rows = []
     for name, n_rows, dtype, batch in cases:
         n_samples, n_features, n_classes, ratio = data.SHAPES[name]

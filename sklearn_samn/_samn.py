@@ -26,9 +26,9 @@ from ._validation import (
     is_sliceable_array,
 )
 
-# Rows scored at once by decision_function, predict and predict_proba: keeps
-# the float64 temporaries small however many rows are scored.
-_PREDICT_CHUNK_ROWS = 8192
+# float64 temporaries of one chunk of rows (a converted block of X, its class
+# scores) stay near this size however many rows are scored or summarised.
+_CHUNK_BYTES = 4 << 20
 
 # Initial norm of every class in the "invariant" variant (inputs standardised
 # to unit root-mean-square row norm). With no L2 penalty, the final logit scale
@@ -286,7 +286,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
             check_sliceable_array(X, self)
             y = column_or_1d(y, warn=True)
             check_consistent_length(X, y)
-            for rows in _chunks(X.shape[0]):
+            for rows in _chunks(X.shape[0], X.shape[1]):
                 finite_block(np.asarray(X[rows]))
         else:
             X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
@@ -408,7 +408,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         else:
             X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         out = None
-        for rows in _chunks(X.shape[0]):
+        for rows in _chunks(X.shape[0], max(X.shape[1], len(self.classes_))):
             block = np.asarray(X[rows], dtype=np.float64)
             if sliceable:
                 finite_block(block)
@@ -545,7 +545,13 @@ def _check_init(coef_init, intercept_init, n_classes, n_features):
     return coef, intercept
 
 
-def _chunks(n_rows, size=_PREDICT_CHUNK_ROWS):
+def _chunks(n_rows, width, *, share=None):
+    """Slices of rows holding about ``_CHUNK_BYTES`` of float64 ``width``-wide
+    temporaries; with ``share``, also at most ``n_rows / share`` rows."""
+    size = _CHUNK_BYTES // (8 * width)
+    if share is not None:
+        size = min(size, n_rows // share)
+    size = max(64, size)
     for start in range(0, n_rows, size):
         yield slice(start, min(start + size, n_rows))
 
@@ -557,11 +563,11 @@ def _weighted_centre_and_scale(X, sample_weight):
     """
     total = sample_weight.sum()
     mean = np.zeros(X.shape[1])
-    for rows in _chunks(X.shape[0]):
+    for rows in _chunks(X.shape[0], X.shape[1], share=16):
         mean += sample_weight[rows] @ np.asarray(X[rows], dtype=np.float64)
     mean /= total
     sq = 0.0
-    for rows in _chunks(X.shape[0]):
+    for rows in _chunks(X.shape[0], X.shape[1], share=16):
         centred = np.asarray(X[rows], dtype=np.float64) - mean
         sq += sample_weight[rows] @ np.einsum("ij,ij->i", centred, centred)
     scale = float(np.sqrt(sq / total))
@@ -573,7 +579,7 @@ def _weighted_centre_and_scale(X, sample_weight):
 def _class_means(X, y, sample_weight, n_classes, shift, scale):
     """Weighted class means of ``(X - shift) / scale``."""
     sums = np.zeros((n_classes, X.shape[1]))
-    for rows in _chunks(X.shape[0]):
+    for rows in _chunks(X.shape[0], X.shape[1], share=16):
         chunk = (np.asarray(X[rows], dtype=np.float64) - shift) / scale
         # Weighted one-hot rows times the block: the per-class sums in one product.
         members = np.arange(chunk.shape[0])

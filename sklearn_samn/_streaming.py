@@ -78,7 +78,7 @@ class RowStream:
                 rows = slice(start, start + max_rows)
                 self._device_X[rows].copy_(_as_tensor(host_block(X, rows)))
 
-    def blocks(self, selections):
+    def blocks(self, selections, device_selections=None):
         """Yield one float32 tensor on the device per entry of ``selections``.
 
         Parameters
@@ -86,6 +86,9 @@ class RowStream:
         selections : sequence of slice or ndarray of int
             Rows of each block; index arrays must be sorted (it keeps reads
             of a memmap sequential) and at most ``max_rows`` long.
+        device_selections : sequence of slice or torch.Tensor, default=None
+            The same rows as slices or index tensors already on the device,
+            used when ``X`` resides there (saves a transfer per block).
 
         Yields
         ------
@@ -96,9 +99,11 @@ class RowStream:
             for rows in selections:
                 yield _as_tensor(host_block(self.X, rows))
         elif self.mode == "resident":
-            for rows in selections:
-                if not isinstance(rows, slice):
-                    rows = torch.from_numpy(rows).to(self.device, non_blocking=True)
+            for k, rows in enumerate(selections):
+                if device_selections is not None:
+                    rows = device_selections[k]
+                elif not isinstance(rows, slice):
+                    rows = torch.from_numpy(rows).to(self.device)
                 yield self._device_X[rows]
         else:
             yield from self._pinned_blocks(selections)

@@ -161,23 +161,27 @@ def _add_block_gradient(xb, yb, wb, weights, logit_bias, shift, inv_scale, row_s
 def _epoch_blocks(n_samples, batch_size, block, generator):
     """The blocks of one pass, grouped into optimiser steps.
 
-    Returns a list of ``(rows, last_of_step, step_rows)``: ``rows`` is a slice
-    (full batch, read in order) or sorted indices of a shuffled minibatch.
+    Returns ``(order, blocks)``. ``order`` is ``None`` for full batch (rows
+    read in order) or the pass's minibatches one after the other, each sorted
+    (reads of a memmap stay sequential). ``blocks`` lists
+    ``(span, last_of_step, step_rows)`` with ``span`` a slice of the rows, or
+    of ``order``.
     """
-    blocks = []
     if batch_size >= n_samples:
-        starts = range(0, n_samples, block)
-        for start in starts:
-            last = start + block >= n_samples
-            blocks.append((slice(start, min(start + block, n_samples)), last, n_samples))
-        return blocks
-    perm = torch.randperm(n_samples, generator=generator).numpy()
+        return None, [
+            (slice(start, min(start + block, n_samples)), start + block >= n_samples,
+             n_samples)
+            for start in range(0, n_samples, block)
+        ]
+    order = torch.randperm(n_samples, generator=generator).numpy()
+    blocks = []
     for b in range(0, n_samples, batch_size):
-        batch = np.sort(perm[b : b + batch_size])
-        for start in range(0, batch.shape[0], block):
-            last = start + block >= batch.shape[0]
-            blocks.append((batch[start : start + block], last, batch.shape[0]))
-    return blocks
+        stop = min(b + batch_size, n_samples)
+        order[b:stop].sort()
+        for start in range(b, stop, block):
+            blocks.append((slice(start, min(start + block, stop)), start + block >= stop,
+                           stop - b))
+    return order, blocks
 
 
 def train_head(
@@ -282,13 +286,18 @@ def train_head(
                 full_blocks = full_blocks or _epoch_blocks(
                     n_samples, batch_size, block, generator
                 )
-                blocks = full_blocks
+                order, blocks = full_blocks
+                host_rows = device_rows = [span for span, _, _ in blocks]
             else:
-                blocks = _epoch_blocks(n_samples, batch_size, block, generator)
+                order, blocks = _epoch_blocks(n_samples, batch_size, block, generator)
+                # One transfer of the shuffle per pass, not one per block.
+                order_t = torch.from_numpy(order).to(device)
+                host_rows = [order[span] for span, _, _ in blocks]
+                device_rows = [order_t[span] for span, _, _ in blocks]
             epoch_loss = torch.zeros((), dtype=torch.float64, device=device)
             step = None
-            for (rows, last, step_rows), xb in zip(
-                blocks, stream.blocks([rows for rows, _, _ in blocks])
+            for (_, last, step_rows), rows, xb in zip(
+                blocks, device_rows, stream.blocks(host_rows, device_rows)
             ):
                 if step is None:
                     weights, bias = head()
@@ -298,8 +307,6 @@ def train_head(
                         torch.zeros_like(weights),
                         torch.zeros_like(bias),
                     )
-                if not isinstance(rows, slice):
-                    rows = torch.from_numpy(rows).to(device, non_blocking=True)
                 weighted = _add_block_gradient(
                     xb, y_t[rows], w_t[rows], step[0], step[1], shift_t, inv_scale,
                     1.0 / (mean_weight * step_rows), step[2], step[3],

@@ -88,7 +88,7 @@ def test_prediction_is_chunked_consistently(long_tailed, fast_clf, monkeypatch):
     X, y = long_tailed
     clf = fast_clf().fit(X, y)
     whole = clf.predict_proba(X)
-    monkeypatch.setattr("sklearn_samn._samn._PREDICT_CHUNK_ROWS", 7)
+    monkeypatch.setattr("sklearn_samn._samn._CHUNK_BYTES", 8)  # 64-row chunks
     np.testing.assert_allclose(clf.predict_proba(X), whole, rtol=1e-12)
     np.testing.assert_array_equal(clf.predict(X), whole.argmax(axis=1))
 
