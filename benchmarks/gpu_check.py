@@ -157,7 +157,7 @@ def timings(device, quick, lines):
             )
             print(lines[-1], flush=True)
         _streamed(False)
-        del X, y, host
+        X = y = host = None  # free before the next shape
         if device.type == "cuda":
             torch.cuda.empty_cache()
     lines.append("")

@@ -559,15 +559,17 @@ def test_full_batch_gradient_accumulated_over_chunks(long_tailed, monkeypatch):
 
 def test_learning_rate_is_per_pass(long_tailed, monkeypatch):
     # k minibatches per pass take steps of learning_rate_init / k each.
+    from sklearn_samn import _optim
+
     X, y = long_tailed
     seen = []
-    original = torch.optim.Adam
+    original = _optim.Adam.step
 
-    def spy(params, lr):
+    def spy(self, lr):
         seen.append(lr)
-        return original(params, lr=lr)
+        return original(self, lr)
 
-    monkeypatch.setattr(torch.optim, "Adam", spy)
+    monkeypatch.setattr(_optim.Adam, "step", spy)
     SAMNClassifier(device="cpu", max_iter=1, learning_rate_init=0.01).fit(X, y)
     SAMNClassifier(device="cpu", max_iter=1, learning_rate_init=0.01, batch_size=39).fit(X, y)
     assert seen[0] == pytest.approx(0.01)
