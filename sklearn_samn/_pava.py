@@ -284,21 +284,18 @@ def _monotone_projection_function():
                         f"length; got shapes {host.shape} and {counts.shape}."
                     )
                 projected, order, starts = _project(host, counts, increasing)
-                block_ids = _jacobian_blocks(host, order, starts)
-                ids = torch.from_numpy(block_ids).to(values.device)
-                ctx.save_for_backward(ids)
-                ctx.n_blocks = int(block_ids.max()) + 1 if block_ids.size else 0
+                # Host arrays, not tensors: the blocks are worked out only if
+                # a backward pass asks for them.
+                ctx.pooling = (host, order, starts)
                 return torch.from_numpy(projected).to(values.device, values.dtype)
 
             @staticmethod
             def backward(ctx, grad_output):
-                (ids,) = ctx.saved_tensors
-                sums = grad_output.new_zeros(ctx.n_blocks).index_add_(
-                    0, ids, grad_output
-                )
-                sizes = torch.bincount(ids, minlength=ctx.n_blocks).to(
-                    grad_output.dtype
-                )
+                block_ids = _jacobian_blocks(*ctx.pooling)
+                n_blocks = int(block_ids.max()) + 1 if block_ids.size else 0
+                ids = torch.from_numpy(block_ids).to(grad_output.device)
+                sums = grad_output.new_zeros(n_blocks).index_add_(0, ids, grad_output)
+                sizes = torch.bincount(ids, minlength=n_blocks).to(grad_output.dtype)
                 return (sums / sizes)[ids], None, None
 
         _FUNCTION = MonotoneProjection
