@@ -218,7 +218,7 @@ def shaped_counts(n_samples, n_classes, imbalance_ratio):
 
 def synthetic_features(
     n_samples, n_features, n_classes, imbalance_ratio, *, seed=0, separation=4.0,
-    n_test_per_class=0,
+    n_test_per_class=0, first_rows=None,
 ):
     """Long-tailed Gaussian classes in float32, generated block by block.
 
@@ -226,6 +226,9 @@ def synthetic_features(
     (noise is unit-variance), so difficulty does not depend on
     ``n_features``. Rows are shuffled. Returns ``X, y`` and, with
     ``n_test_per_class``, a balanced ``X_test, y_test`` from the same classes.
+    ``first_rows`` generates only that many of the rows (for timing a part of
+    a large problem), relabelling the first ``n_classes`` of them so that
+    every class is present.
     """
     rng = np.random.default_rng(seed)
     scale = separation / np.sqrt(2 * n_features)
@@ -241,6 +244,9 @@ def synthetic_features(
             out[rows] += centres[labels[rows]]
         return out
 
+    if first_rows is not None:
+        y = y[:first_rows].copy()
+        y[: min(n_classes, first_rows)] = np.arange(min(n_classes, first_rows))
     X = draw(y)
     if not n_test_per_class:
         return X, y

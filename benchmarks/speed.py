@@ -159,7 +159,9 @@ def passes_rows(quick):
             n_features, n_classes = min(n_features, 256), min(n_classes, 200)
         elif name == "inat2018":
             measured_rows = 16_384  # its first rows; scaled up below
-        X, y = data.synthetic_features(measured_rows, n_features, n_classes, ratio)
+        X, y = data.synthetic_features(
+            n_samples, n_features, n_classes, ratio, first_rows=measured_rows
+        )
         big = n_features * n_classes * measured_rows > 1e11
         repeats = 1 if big else 3
         two, three = product_times(X, n_classes, repeats)
@@ -187,12 +189,12 @@ def passes_rows(quick):
 
 # ------------------------------------------------------------------- memory
 _PROBE = """
-import json, sys, numpy as np
+import ctypes, json, sys, numpy as np
 sys.path.insert(0, {bench!r})
 import data
 from sklearn_samn import SAMNClassifier
-n, d, c, ratio, dtype, batch = {args!r}
-X, y = data.synthetic_features(n, d, c, ratio)
+n, full, d, c, ratio, dtype, batch = {args!r}
+X, y = data.synthetic_features(full, d, c, ratio, first_rows=n)
 if dtype == "float64":
     X = X.astype(np.float64)
 SAMNClassifier(max_iter=1).fit(X[:2000], y[:2000])  # imports, threads, first calls
@@ -202,6 +204,9 @@ def status(key):
         if line.startswith(key):
             return int(line.split()[1]) * 1024
 
+# Hand freed heap pages back to the system first: otherwise the fit would reuse
+# memory that earlier steps (the warm-up, building X) left resident, unseen.
+ctypes.CDLL("libc.so.6").malloc_trim(0)
 before = status("VmRSS")
 open("/proc/self/clear_refs", "w").write("5")  # resets VmHWM to the current RSS
 SAMNClassifier(max_iter=1, batch_size=batch).fit(X, y)
@@ -224,7 +229,8 @@ def memory_rows(quick):
         n_samples, n_features, n_classes, ratio = data.SHAPES[name]
         n = n_rows or n_samples
         code = _PROBE.format(
-            bench=str(HERE), args=(n, n_features, n_classes, ratio, dtype, batch)
+            bench=str(HERE),
+            args=(n, n_samples, n_features, n_classes, ratio, dtype, batch),
         )
         result = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
