@@ -108,12 +108,6 @@ def monotone_projection(values, counts, *, increasing=True):
     array([2., 2., 2.])
     """
     values = np.asarray(values, dtype=np.float64)
-    counts = counts if isinstance(counts, CountOrder) else CountOrder(counts)
-    if values.shape != (counts.n_classes,):
-        raise ValueError(
-            "values and counts must be 1-D arrays of the same length; got shapes "
-            f"{values.shape} and {counts.shape}."
-        )
     projected, order, starts = _project(values, counts, increasing)
     sizes = np.diff(np.append(starts, values.shape[0]))
     block_ids = np.empty(values.shape[0], dtype=np.intp)
@@ -174,7 +168,7 @@ class CountOrder:
         order = _argsort_int64(self._rank_key | leading)
         along = key_values[order]
         if np.any(self._same_count & (along[1:] < along[:-1])):
-            order = np.lexsort((key_values, self.counts))
+            order = monotone_order(values, self.counts, increasing=increasing)
         return order
 
 
@@ -189,9 +183,17 @@ def _argsort_int64(keys):
 def _project(values, counts, increasing):
     """PAVA in the tie-exact order: ``(projected, order, block_starts)``.
 
+    ``values`` is a float64 array, ``counts`` an array or a :class:`CountOrder`.
     ``block_starts`` are the positions along ``order`` where pooled blocks
     begin.
     """
+    if not isinstance(counts, CountOrder):
+        counts = CountOrder(counts)
+    if values.shape != (counts.n_classes,):
+        raise ValueError(
+            "values and counts must be 1-D arrays of the same length; got shapes "
+            f"{values.shape} and {counts.shape}."
+        )
     order = counts.order(values, increasing=increasing)
     result = isotonic_regression(values[order], increasing=increasing)
     projected = np.empty_like(values)
@@ -261,7 +263,7 @@ def monotone_projection_torch(values, counts, *, increasing=True):
     tensor([1., 1., 1.])
     """
     if not isinstance(counts, CountOrder):
-        counts = CountOrder(counts)
+        counts = CountOrder(counts)  # once per call here, not again in forward
     return _monotone_projection_function().apply(values, counts, increasing)
 
 
@@ -278,11 +280,6 @@ def _monotone_projection_function():
             @staticmethod
             def forward(ctx, values, counts, increasing):
                 host = values.detach().to("cpu", torch.float64).numpy()
-                if host.shape != (counts.n_classes,):
-                    raise ValueError(
-                        "values and counts must be 1-D arrays of the same "
-                        f"length; got shapes {host.shape} and {counts.shape}."
-                    )
                 projected, order, starts = _project(host, counts, increasing)
                 # Host arrays, not tensors: the blocks are worked out only if
                 # a backward pass asks for them.

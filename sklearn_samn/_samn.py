@@ -282,8 +282,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         """
         check_device_string(self.device)
         if is_sliceable_array(X):
-            X = validate_data(self, X, skip_check_array=True)
-            check_sliceable_array(X, self)
+            X = check_sliceable_array(X, self, reset=True)
             y = column_or_1d(y, warn=True)
             check_consistent_length(X, y)
             for rows in _chunks(X.shape[0], X.shape[1]):
@@ -403,8 +402,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         sliceable = is_sliceable_array(X)
         if sliceable:
-            X = validate_data(self, X, reset=False, skip_check_array=True)
-            check_sliceable_array(X, self)
+            X = check_sliceable_array(X, self, reset=False)
         else:
             X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         out = None

@@ -143,7 +143,7 @@ def _add_block_gradient(xb, yb, wb, weights, logit_bias, shift, inv_scale, row_s
     Returns the block's weighted loss (a float32 scalar tensor).
     """
     if shift is not None:
-        xb = (xb - shift) * inv_scale
+        xb = torch.sub(xb, shift).mul_(inv_scale)
     logits = torch.addmm(logit_bias, xb, weights.T)
     true = logits.gather(1, yb[:, None])[:, 0]
     top = logits.amax(dim=1)

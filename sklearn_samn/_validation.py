@@ -2,6 +2,7 @@
 
 import numpy as np
 from scipy.sparse import issparse
+from sklearn.utils.validation import validate_data
 
 
 def class_counts_array(class_counts, labels, *, allow_extra=False):
@@ -64,8 +65,11 @@ def is_sliceable_array(X):
     return len(X.shape) == 2 and kind in "fiub"
 
 
-def check_sliceable_array(X, estimator):
-    """The checks ``check_array`` makes, for a sliceable array read in blocks."""
+def check_sliceable_array(X, estimator, *, reset):
+    """``validate_data`` for a sliceable array read in blocks: the checks of
+    ``check_array`` that need no reading (finiteness is checked block by block
+    with :func:`finite_block`); sets or checks ``n_features_in_``."""
+    X = validate_data(estimator, X, reset=reset, skip_check_array=True)
     n_samples, n_features = X.shape
     name = type(estimator).__name__
     if n_samples < 1 or n_features < 1:
@@ -75,6 +79,7 @@ def check_sliceable_array(X, estimator):
         )
     if np.dtype(X.dtype).kind not in "fiub":
         raise ValueError(f"{name} needs numeric features; got dtype {X.dtype}.")
+    return X
 
 
 def finite_block(block):
