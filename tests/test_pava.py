@@ -248,3 +248,45 @@ def test_projection_at_many_classes_with_a_prepared_order_matches_the_reference(
         np.arange(n), values[order]
     )
     np.testing.assert_allclose(fast, reference, rtol=0, atol=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(1, 40).flatmap(
+        lambda n: st.tuples(
+            arrays(np.int64, n, elements=st.integers(1, 4)),
+            st.lists(arrays(np.float64, n, elements=finite), min_size=2, max_size=4),
+        )
+    ),
+    st.booleans(),
+)
+def test_property_a_prepared_order_is_reusable(data, increasing):
+    # CountOrder keeps workspace between calls; no call may depend on or
+    # change the result of an earlier one.
+    counts, many_values = data
+    prepared = CountOrder(counts)
+    orders = [prepared.order(values, increasing=increasing) for values in many_values]
+    for values, order in zip(many_values, orders):
+        reference = monotone_order(values, counts, increasing=increasing)
+        np.testing.assert_array_equal(counts[order], counts[reference])
+        np.testing.assert_array_equal(values[order], values[reference])
+
+
+@pytest.mark.parametrize("n_groups", [1, 50, 5_000])
+def test_prepared_order_at_radix_sort_sizes_matches_lexsort(n_groups):
+    # From 2048 classes the key is sorted by torch's radix sort; with one
+    # class per count (n_groups == n) no sort is needed at all.
+    rng = np.random.default_rng(n_groups)
+    n = 5_000
+    counts = rng.integers(0, n_groups, size=n) if n_groups < n else rng.permutation(n)
+    prepared = CountOrder(counts)
+    first_values = rng.normal(size=n)
+    first = prepared.order(first_values, increasing=False)
+    kept = first.copy()
+    for increasing in (True, False):
+        values = np.round(rng.normal(size=n), 2)  # exact ties among values too
+        order = prepared.order(values, increasing=increasing)
+        reference = monotone_order(values, counts, increasing=increasing)
+        np.testing.assert_array_equal(counts[order], counts[reference])
+        np.testing.assert_array_equal(values[order], values[reference])
+    np.testing.assert_array_equal(first, kept)
