@@ -33,27 +33,12 @@ from sklearn.metrics import balanced_accuracy_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import data  # noqa: E402
+import timing  # noqa: E402
 
 from sklearn_samn import SAMNClassifier, _streaming  # noqa: E402
 from sklearn_samn._training import _block_rows  # noqa: E402
 
 AGREEMENT = 0.995
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(function, device, repeats=1):
-    best = np.inf
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        function()
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _streamed(streamed):
@@ -94,28 +79,6 @@ def agreement(device, quick, lines):
     return ok
 
 
-def product_times(X_device, n_classes, block):
-    n_samples, n_features = X_device.shape
-    device = X_device.device
-    weights = torch.randn(n_classes, n_features, device=device) * 0.01
-    bias = torch.zeros(n_classes, device=device)
-    grad = torch.zeros_like(weights)
-
-    def products(three):
-        for start in range(0, n_samples, block):
-            xb = X_device[start : start + block]
-            logits = torch.addmm(bias, xb, weights.T)
-            grad.addmm_(logits.T, xb)
-            if three:
-                logits @ weights
-
-    products(True)
-    return (
-        _timed(lambda: products(False), device, 3),
-        _timed(lambda: products(True), device, 3),
-    )
-
-
 def timings(device, quick, lines):
     lines.append("## Seconds per pass against the matrix products\n")
     lines.append(
@@ -133,27 +96,18 @@ def timings(device, quick, lines):
         host = torch.from_numpy(X)
         if device.type == "cuda":
             host = host.pin_memory()
-        copy = _timed(lambda: host.to(device, non_blocking=True), device, 2)
+        copy = timing.best_seconds(lambda: host.to(device, non_blocking=True), 2, device)
         X_device = host.to(device)
-        two, three = product_times(X_device, c, block)
+        two, three = timing.product_seconds(X_device, c, block, 3)
         del X_device
         for streamed in (False, True):
             _streamed(streamed)
-
-            def fit(max_iter):
-                return lambda: SAMNClassifier(
-                    device=str(device), max_iter=max_iter, random_state=0
-                ).fit(X, y)
-
-            passes = 3
-            short = _timed(fit(1), device)
-            long = _timed(fit(1 + passes), device)
-            seconds = (long - short) / passes
+            seconds, fixed = timing.seconds_per_pass(X, y, passes=3, device=str(device))
             lines.append(
                 f"| {name} | {n:,} x {d:,} x {c:,} | "
                 f"{'streamed' if streamed else 'resident'} | {seconds:.3f} | "
                 f"{two:.3f} | {three:.3f} | {seconds / three:.2f} | {copy:.3f} | "
-                f"{short - seconds:.2f} |"
+                f"{fixed:.2f} |"
             )
             print(lines[-1], flush=True)
         _streamed(False)

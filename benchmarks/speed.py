@@ -64,6 +64,7 @@ from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import data  # noqa: E402
+import timing  # noqa: E402
 
 from sklearn_samn import SAMNClassifier  # noqa: E402
 from sklearn_samn._pava import CountOrder, monotone_projection_torch  # noqa: E402
@@ -71,15 +72,6 @@ from sklearn_samn._training import _block_rows  # noqa: E402
 
 torch.set_num_threads(_THREADS)
 HERE = Path(__file__).resolve().parent
-
-
-def _best(function, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 # ----------------------------------------------------------------- projection
@@ -114,44 +106,6 @@ def projection_rows(quick):
 
 
 # ------------------------------------------------------------------- passes
-def product_times(X, n_classes, repeats):
-    """Seconds of the products of one pass, on the blocks ``fit`` uses."""
-    n_samples, n_features = X.shape
-    block = _block_rows(n_samples, n_features, n_classes)
-    X_t = torch.from_numpy(X)
-    weights = torch.randn(n_classes, n_features) * 0.01
-    bias = torch.zeros(n_classes)
-    grad = torch.zeros_like(weights)
-
-    def two():
-        for start in range(0, n_samples, block):
-            xb = X_t[start : start + block]
-            logits = torch.addmm(bias, xb, weights.T)
-            grad.addmm_(logits.T, xb)
-
-    def three():
-        for start in range(0, n_samples, block):
-            xb = X_t[start : start + block]
-            logits = torch.addmm(bias, xb, weights.T)
-            grad.addmm_(logits.T, xb)
-            logits @ weights
-
-    two()
-    return _best(two, repeats), _best(three, repeats)
-
-
-def per_pass(X, y, passes, repeats):
-    """Seconds per pass of a default fit, and the fixed cost of a fit."""
-
-    def fit(max_iter):
-        return lambda: SAMNClassifier(max_iter=max_iter, random_state=0).fit(X, y)
-
-    short = _best(fit(1), repeats)
-    long = _best(fit(1 + passes), repeats)
-    seconds = (long - short) / passes
-    return seconds, short - seconds
-
-
 def passes_rows(quick):
     rows = []
     SAMNClassifier(max_iter=2).fit(*data.synthetic_features(500, 8, 5, 10))  # warm-up
@@ -167,8 +121,9 @@ def passes_rows(quick):
         )
         big = n_features * n_classes * measured_rows > 1e11
         repeats = 1 if big else 3
-        two, three = product_times(X, n_classes, repeats)
-        seconds, fixed = per_pass(X, y, passes=2 if big else 10, repeats=repeats)
+        block = _block_rows(X.shape[0], n_features, n_classes)
+        two, three = timing.product_seconds(torch.from_numpy(X), n_classes, block, repeats)
+        seconds, fixed = timing.seconds_per_pass(X, y, passes=2 if big else 10, repeats=repeats)
         scale = n_samples / measured_rows
         flops = 4.0 * n_samples * n_features * n_classes
         rows.append(
@@ -284,13 +239,12 @@ def predict_rows(quick):
 
 
 # --------------------------------------------------------------- end to end
-def _fit_score(model, X, y, X_test, y_test):
+def _fit_seconds(model, X, y):
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X, y)
-    seconds = time.perf_counter() - start
-    return seconds, model
+    return time.perf_counter() - start
 
 
 def _adjusted(lr, X_test, y):
@@ -324,9 +278,9 @@ def end_to_end_rows(quick, full_lr=False):
             if large and label == "LogisticRegression()" and not full_lr:
                 rows.append(_extrapolated_lr(name, X, y))
                 continue
-            seconds, fitted = _fit_score(model, X, y, X_test, y_test)
-            score = balanced_accuracy_score(y_test, fitted.predict(X_test))
-            n_iter = getattr(fitted, "n_iter_", None)
+            seconds = _fit_seconds(model, X, y)
+            score = balanced_accuracy_score(y_test, model.predict(X_test))
+            n_iter = getattr(model, "n_iter_", None)
             rows.append(
                 {
                     "problem": name,
@@ -337,7 +291,7 @@ def end_to_end_rows(quick, full_lr=False):
                 }
             )
             if label == "LogisticRegression()":
-                adjusted = balanced_accuracy_score(y_test, _adjusted(fitted, X_test, y))
+                adjusted = balanced_accuracy_score(y_test, _adjusted(model, X_test, y))
                 rows.append(
                     {
                         "problem": name,
@@ -352,8 +306,8 @@ def end_to_end_rows(quick, full_lr=False):
 
 def _extrapolated_lr(name, X, y):
     """lbfgs seconds per iteration from two short fits, times max_iter=100."""
-    first = _fit_score(LogisticRegression(max_iter=1), X, y, None, None)[0]
-    third = _fit_score(LogisticRegression(max_iter=3), X, y, None, None)[0]
+    first = _fit_seconds(LogisticRegression(max_iter=1), X, y)
+    third = _fit_seconds(LogisticRegression(max_iter=3), X, y)
     per_iteration = (third - first) / 2
     return {
         "problem": name,
