@@ -138,14 +138,18 @@ class RowStream:
             return n_rows
 
         n_blocks = len(selections)
-        sizes = [issue(k) for k in range(min(2, n_blocks))]
-        for k in range(n_blocks):
-            slot = k % 2
-            compute.wait_event(copied[slot])
-            yield on_device[slot][: sizes[k]]
-            consumed[slot] = torch.cuda.Event()
-            consumed[slot].record(compute)
-            if k + 2 < n_blocks:
-                sizes.append(issue(k + 2))
-        for buffer in on_device:
-            buffer.record_stream(copier)
+        try:
+            sizes = [issue(k) for k in range(min(2, n_blocks))]
+            for k in range(n_blocks):
+                slot = k % 2
+                compute.wait_event(copied[slot])
+                yield on_device[slot][: sizes[k]]
+                consumed[slot] = torch.cuda.Event()
+                consumed[slot].record(compute)
+                if k + 2 < n_blocks:
+                    sizes.append(issue(k + 2))
+        finally:
+            # The device buffers belong to the compute stream's pool; copies
+            # issued ahead on the side stream must finish before that stream
+            # can reuse them, also when the consumer stops early.
+            compute.wait_stream(copier)

@@ -65,3 +65,21 @@ def test_streamed_and_resident_x_give_the_same_fit(monkeypatch):
         assert np.mean(streamed.predict(X) == y) > 0.9
     streamed = SAMNClassifier(**params).fit(X.astype(np.float32), y)
     np.testing.assert_allclose(streamed.coef_, resident.coef_, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", [False, True], ids=["pinned", "resident"])
+def test_row_stream_serves_exact_blocks_and_survives_an_early_stop(mode):
+    from sklearn_samn._streaming import RowStream
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1_000, 24))  # float64: converted block by block
+    device = torch.device("cuda")
+    stream = RowStream(X, device, max_rows=128, resident=mode)
+    selections = [slice(s, s + 128) for s in range(0, 1_000, 128)]
+    selections[3] = np.arange(384, 512, 2)  # sorted indices, a shorter block
+    # Stop after one block: copies issued ahead must not outlive their buffers.
+    blocks = stream.blocks(selections)
+    next(blocks)
+    blocks.close()
+    for rows, block in zip(selections, stream.blocks(selections)):
+        np.testing.assert_array_equal(block.cpu().numpy(), X[rows].astype(np.float32))
