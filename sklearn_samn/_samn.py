@@ -101,7 +101,8 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
 
     max_iter : int, default=100
         Number of passes over the training data, which is also the length of
-        the learning-rate schedule.
+        the learning-rate schedule. Fit time is proportional to it; the
+        README's "Speed and scale" section measures what fewer passes cost.
 
     tol : float or None, default=None
         ``None`` runs all ``max_iter`` passes. A float stops training when the
