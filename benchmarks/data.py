@@ -26,10 +26,15 @@ from sklearn.model_selection import train_test_split
 
 from sklearn_samn.datasets import make_long_tailed
 
-__all__ = ["Stage1Problem", "banking77", "digits", "gaussian", "stage1_features"]
+__all__ = [
+    "Stage1Problem", "banking77", "class_name_embeddings", "digits", "gaussian",
+    "hwu64", "stage1_features",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BANKING77_ROOT = REPO_ROOT / "../shared/data/banking77"
+SHARED_DATA = REPO_ROOT / "../shared/data"
+BANKING77_ROOT = SHARED_DATA / "banking77"
+HWU64_ROOT = SHARED_DATA / "hwu64"
 
 # Radius of the sphere that holds the Gaussian class means. Chosen once so that a
 # LogisticRegression trained on the *balanced* 100-per-class set reaches roughly
@@ -39,23 +44,30 @@ GAUSSIAN_RADIUS = 3.75
 
 
 @lru_cache(maxsize=4)
-def _load_banking77(root):
+def _load_intents(root):
     path = Path(root) / "minilm_embeddings.npz"
     if not path.is_file():
         raise FileNotFoundError(
-            f"BANKING77 embeddings not found at {path.resolve()}: expected "
+            f"Intent embeddings not found at {path.resolve()}: expected "
             "minilm_embeddings.npz from the shared data folder "
             "(see ../shared/data/banking77/README.md), or pass root=..."
         )
     with np.load(path) as data:
-        return tuple(
-            np.asarray(data[key]) for key in ("X_train", "y_train", "X_test", "y_test")
-        )
+        return {key: np.asarray(data[key]) for key in data.files}
 
 
 def _resolve(root):
     root = Path(root)
     return root if root.is_absolute() else (REPO_ROOT / root).resolve()
+
+
+def _intents_lt(root, imbalance_ratio, seed):
+    arrays = _load_intents(str(_resolve(root)))
+    X_lt, y_lt, _ = make_long_tailed(
+        arrays["X_train"], arrays["y_train"], imbalance_ratio=imbalance_ratio,
+        random_state=seed,
+    )
+    return X_lt, y_lt, arrays["X_test"], arrays["y_test"]
 
 
 def banking77(imbalance_ratio, seed, root=BANKING77_ROOT):
@@ -81,11 +93,23 @@ def banking77(imbalance_ratio, seed, root=BANKING77_ROOT):
     FileNotFoundError
         If the embeddings file is absent.
     """
-    X_train, y_train, X_test, y_test = _load_banking77(str(_resolve(root)))
-    X_lt, y_lt, _ = make_long_tailed(
-        X_train, y_train, imbalance_ratio=imbalance_ratio, random_state=seed
-    )
-    return X_lt, y_lt, X_test, y_test
+    return _intents_lt(root, imbalance_ratio, seed)
+
+
+def hwu64(imbalance_ratio, seed, root=HWU64_ROOT):
+    """HWU64-LT on frozen MiniLM embeddings, built exactly as :func:`banking77`.
+
+    63 intents, 384 features; ``n_max`` is the smallest class of the training
+    pool (56); the test set is the full balanced test set (20 per class).
+    """
+    return _intents_lt(root, imbalance_ratio, seed)
+
+
+def class_name_embeddings(dataset):
+    """The ``(n_classes, 384)`` class-name embeddings of ``"banking77"`` or ``"hwu64"``,
+    row ``c`` for label ``c``."""
+    root = {"banking77": BANKING77_ROOT, "hwu64": HWU64_ROOT}[dataset]
+    return _load_intents(str(_resolve(root)))["class_name_embeddings"]
 
 
 def digits(imbalance_ratio, seed):

@@ -47,11 +47,13 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
     norm of its weight vector. The constraint is imposed by projecting
     per-class scalars onto the monotone cone with the Pool Adjacent Violators
     Algorithm inside the forward pass; the backward pass uses the exact
-    Jacobian of that projection. There is no regularisation strength to tune.
-    Training runs in PyTorch (on a GPU when there is one); the fitted model is
-    plain NumPy and predicts without torch.
+    Jacobian of that projection. The head is regularised by a cap on its
+    class norms, which ``fit`` chooses itself by cross-validation on the
+    training data, so there is no regularisation strength to tune. Training
+    runs in PyTorch (on a GPU when there is one); the fitted model is plain
+    NumPy and predicts without torch.
 
-    Read more in the README and in ``METHOD.md``.
+    Read more in the README and in ``docs/method.md``.
 
     Parameters
     ----------
@@ -83,37 +85,63 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         that the fitted head scores classes as if they were balanced.
         ``"cross_entropy"`` is the plain softmax cross-entropy.
 
-    solver : {"adam", "sgd"}, default="adam"
-        Optimiser: Adam, or SGD with momentum 0.9. The learning rate follows
-        a cosine decay from ``learning_rate_init`` to zero over ``max_iter``
-        passes.
+    solver : {"lbfgs", "adam", "sgd"}, default="lbfgs"
+        Optimiser. ``"lbfgs"``: full-batch L-BFGS, run until the gradient
+        test ``tol`` is met (each gradient is accumulated over blocks of rows,
+        so memory does not grow with the data). ``"adam"`` or ``"sgd"`` (with
+        momentum 0.9): a fixed budget of ``max_iter`` passes, in minibatches
+        with ``batch_size``, with a cosine decay of the learning rate from
+        ``learning_rate_init`` to zero; with no cap their regulariser is that
+        budget and the initial norm 7 of every class.
+
+    max_norm : "auto", float or None, default="auto"
+        Cap on the class norms in the standardised space of the
+        ``"invariant"`` variant (rows of unit root-mean-square norm), the
+        regulariser of a head trained to convergence. ``"auto"``: with
+        ``solver="lbfgs"`` and ``variant="invariant"``, chosen by ``cv``-fold
+        cross-validation on the training data among caps a factor sqrt(2)
+        apart from 2 to 64 (balanced accuracy of the out-of-fold
+        predictions; see ``cv_results_``); otherwise no cap. A float fixes
+        the cap; ``None`` trains without one.
+
+    cv : int, default=5
+        Number of folds of the internal cross-validation of
+        ``max_norm="auto"``. Every class spreads its samples over the folds;
+        a class with a single sample is never held out (it could not be
+        learnt from the rest) and so does not count in the score. Above
+        10,000 samples only the first fold is held out (a single validation
+        split of ``1 / cv`` of every class), as scikit-learn's gradient
+        boosting switches to a validation split at that size.
 
     learning_rate_init : float, default=3e-3
-        Initial learning rate per pass over the data. With minibatches each
+        Adam and SGD only. Initial learning rate per pass over the data. With minibatches each
         step uses ``learning_rate_init * batch_size / n_samples``, so that the
         distance the head moves in a pass (with no L2 penalty, the budget that
         regularises it) does not depend on ``batch_size``.
 
     batch_size : int or None, default=None
-        Rows per optimiser step. ``None`` takes one full-batch step per pass
+        Adam and SGD only. Rows per optimiser step. ``None`` takes one full-batch step per pass
         (its gradient accumulated over chunks of rows, so memory does not grow
         with the data); an int trains in shuffled minibatches.
 
     max_iter : int, default=100
-        Number of passes over the training data, which is also the length of
-        the learning-rate schedule. Fit time is proportional to it; the
-        README's "Speed and scale" section measures what fewer passes cost.
+        ``"lbfgs"``: most L-BFGS iterations of each fit (every fold and cap
+        of the cross-validation, and the final fit); a final fit that reaches
+        it warns with ``ConvergenceWarning``. ``"adam"``/``"sgd"``: the
+        number of passes over the data, which is also the length of the
+        learning-rate schedule.
 
-    tol : float or None, default=None
-        ``None`` runs all ``max_iter`` passes. A float stops training when the
-        mean training loss of a pass has not improved by at least ``tol`` for
-        ``n_iter_no_change`` consecutive passes, and warns with
-        ``ConvergenceWarning`` if that never happens. On separable data (most
-        embeddings of long-tailed sets) the loss keeps falling as the norms
-        grow, so such a criterion follows ``tol`` rather than accuracy.
+    tol : float or None, default=1e-4
+        ``"lbfgs"``: stop when no component of the gradient of the mean
+        training loss exceeds ``tol`` (or the loss stops decreasing at
+        float32 precision). ``"adam"``/``"sgd"``: stop when the mean training
+        loss of a pass has not improved by at least ``tol`` for
+        ``n_iter_no_change`` consecutive passes, and warn with
+        ``ConvergenceWarning`` if that never happens. ``None``: run all
+        ``max_iter`` iterations.
 
     n_iter_no_change : int, default=10
-        Passes without improvement before training stops; used with ``tol``.
+        Adam and SGD only: passes without improvement before training stops.
 
     class_counts : array-like of shape (n_classes,) or dict, default=None
         Class frequencies that define the monotone order, for when the
@@ -161,11 +189,23 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         Names of features seen during ``fit``. Defined only when ``X`` has
         feature names that are all strings.
 
+    max_norm_ : float or None
+        The cap on the class norms of the fitted head (chosen, given, or
+        ``None``).
+
+    cv_results_ : dict or None
+        With ``max_norm="auto"`` and ``solver="lbfgs"``: ``"max_norm"``, the
+        caps tried in order, ``"balanced_accuracy"``, their out-of-fold
+        balanced accuracy, and ``"n_iter"``, the L-BFGS iterations the folds
+        took at each cap (arrays of the same length). The path stops after three caps in a row that do not improve
+        on the best. ``None`` otherwise.
+
     n_iter_ : int
-        Number of passes over the data done by the last ``fit``.
+        L-BFGS iterations of the final fit (``"lbfgs"``), or passes over the
+        data (``"adam"``, ``"sgd"``).
 
     loss_curve_ : list of float
-        Mean weighted training loss of each pass.
+        Mean weighted training loss after each iteration or pass.
 
     device_ : str
         The device the last ``fit`` ran on.
@@ -206,7 +246,10 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints = {
         "variant": [StrOptions({"invariant", "paper"})],
         "loss": [StrOptions({"logit_adjusted", "cross_entropy"})],
-        "solver": [StrOptions({"adam", "sgd"})],
+        "solver": [StrOptions({"lbfgs", "adam", "sgd"})],
+        "max_norm": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither"),
+                     None],
+        "cv": [Interval(Integral, 2, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -224,11 +267,13 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         *,
         variant="invariant",
         loss="logit_adjusted",
-        solver="adam",
+        solver="lbfgs",
+        max_norm="auto",
+        cv=5,
         learning_rate_init=3e-3,
         batch_size=None,
         max_iter=100,
-        tol=None,
+        tol=1e-4,
         n_iter_no_change=10,
         class_counts=None,
         warm_start=False,
@@ -239,6 +284,8 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         self.variant = variant
         self.loss = loss
         self.solver = solver
+        self.max_norm = max_norm
+        self.cv = cv
         self.learning_rate_init = learning_rate_init
         self.batch_size = batch_size
         self.max_iter = max_iter
@@ -307,6 +354,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
 
         # Imports torch: kept out of module scope so that prediction needs none.
         try:
+            from ._lbfgs import train_head_lbfgs
             from ._training import (
                 build_head,
                 effective_weights,
@@ -322,12 +370,12 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
 
         device = resolve_device(self.device)
         random_state = check_random_state(self.random_state)
-        generator = torch_generator(random_state)
 
         if self.variant == "invariant":
             shift, scale = _weighted_centre_and_scale(X, sample_weight)
         else:
             shift, scale = np.zeros(n_features), 1.0
+        max_norm = self._resolved_max_norm()
 
         warm = init is None and self.warm_start and hasattr(self, "coef_")
         if warm and (
@@ -342,61 +390,103 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
             )
         if warm and self.variant == "paper" == self._head_variant:
             # The published norm map is not invertible on coef_ alone.
-            state = self._head_state
+            previous = self._head_state
+
+            def initial_state(weight):
+                return previous
         else:
             if warm:
                 init = (self.coef_, self.intercept_)
-            state = _initial_state(
-                self.variant, init, X, y_encoded, sample_weight, n_classes,
-                shift, scale, class_count, random_state,
+            initial_norm = _INITIAL_NORM if max_norm is None else max_norm
+            if max_norm == "cv":
+                initial_norm = None  # set by the path
+
+            def initial_state(weight):
+                return _initial_state(
+                    self.variant, init, X, y_encoded, weight, n_classes,
+                    shift, scale, class_count, random_state, initial_norm,
+                )
+
+        if self.solver == "lbfgs":
+            if self.batch_size is not None:
+                raise ValueError(
+                    "batch_size is for the minibatch solvers: solver='lbfgs' "
+                    "trains on the full batch; use solver='adam' or 'sgd' with "
+                    f"batch_size={self.batch_size}."
+                )
+            state, info = train_head_lbfgs(
+                self.variant, initial_state, X, y_encoded, sample_weight,
+                class_count=class_count, shift=shift, scale=scale, loss=self.loss,
+                max_norm=max_norm, n_folds=self.cv, tol=self.tol or 0.0,
+                max_iter=self.max_iter, device=device, random_state=random_state,
+                verbose=self.verbose,
             )
-
-        head = build_head(self.variant, state, class_count, device=device)
-        if self.loss == "logit_adjusted":
-            prior = train_counts / train_counts.sum()
-            logit_offset = np.log(np.maximum(prior, 1e-12))
+            max_norm = info["max_norm"]
+            loss_curve, converged = info["loss_curve"], info["converged"]
+            n_iter = info["n_iter"]
+            self.cv_results_ = info.get("cv_results")
         else:
-            logit_offset = np.zeros(n_classes)
+            head = build_head(
+                self.variant, initial_state(sample_weight), class_count,
+                max_norm=max_norm, device=device,
+            )
+            loss_curve, converged = train_head(
+                head,
+                X,
+                y_encoded,
+                sample_weight,
+                shift=shift,
+                scale=scale,
+                logit_offset=_logit_offset(self.loss, train_counts),
+                solver=self.solver,
+                learning_rate_init=self.learning_rate_init,
+                batch_size=self.batch_size,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                n_iter_no_change=self.n_iter_no_change,
+                device=device,
+                generator=torch_generator(random_state),
+                verbose=self.verbose,
+            )
+            state = head_state(head)
+            n_iter = len(loss_curve)
+            self.cv_results_ = None
 
-        loss_curve, converged = train_head(
-            head,
-            X,
-            y_encoded,
-            sample_weight,
-            shift=shift,
-            scale=scale,
-            logit_offset=logit_offset,
-            solver=self.solver,
-            learning_rate_init=self.learning_rate_init,
-            batch_size=self.batch_size,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change,
-            device=device,
-            generator=generator,
-            verbose=self.verbose,
-        )
-
-        state = head_state(head)
-        weights, bias = effective_weights(self.variant, state, class_count)
+        weights, bias = effective_weights(self.variant, state, class_count, max_norm)
         self.classes_ = classes
         self.class_count_ = class_count
         self.coef_ = weights / scale
         self.intercept_ = bias - self.coef_ @ shift
-        self.n_iter_ = len(loss_curve)
+        self.max_norm_ = max_norm
+        self.n_iter_ = n_iter
         self.loss_curve_ = loss_curve
         self.device_ = str(device)
         self._head_state = state
         self._head_variant = self.variant
         if converged is False:
+            unit = "L-BFGS iterations" if self.solver == "lbfgs" else "passes"
             warnings.warn(
-                f"SAMNClassifier stopped after max_iter={self.max_iter} passes "
-                f"while the training loss was still improving by more than "
-                f"tol={self.tol}. Increase max_iter for a converged fit.",
+                f"SAMNClassifier stopped after max_iter={self.max_iter} {unit} "
+                f"before meeting tol={self.tol}. Increase max_iter for a "
+                "converged fit.",
                 ConvergenceWarning,
                 stacklevel=2,
             )
         return self
+
+    def _resolved_max_norm(self):
+        """The cap to train with: a float, ``None`` (no cap) or ``"cv"``."""
+        if self.max_norm != "auto":
+            if self.variant == "paper" and self.max_norm is not None:
+                raise ValueError(
+                    "max_norm caps the norms of variant='invariant'; the "
+                    "published parametrisation has no cap. Use max_norm=None "
+                    "or 'auto' with variant='paper'."
+                )
+            return self.max_norm
+        if self.solver == "lbfgs" and self.variant == "invariant":
+            return "cv"
+        return None
 
     def _map_scores(self, X, transform):
         """Apply ``transform`` to ``X @ coef_.T + intercept_``, chunk by chunk."""
@@ -601,9 +691,18 @@ def _usable_directions(directions, random_state):
     return directions
 
 
+def _logit_offset(loss, train_counts):
+    """What the loss adds to the logits: the log of the training prior for the
+    logit-adjusted loss, zeros for plain cross-entropy."""
+    if loss == "logit_adjusted":
+        prior = train_counts / train_counts.sum()
+        return np.log(np.maximum(prior, 1e-12))
+    return np.zeros(train_counts.shape[0])
+
+
 def _initial_state(
     variant, init, X, y, sample_weight, n_classes, shift, scale, class_count,
-    random_state,
+    random_state, initial_norm=None,
 ):
     """Initial head parameters, float64 NumPy, in the head's input space."""
     if init is not None:
@@ -622,7 +721,7 @@ def _initial_state(
             floor = max(norms.max(), 1.0) * 1e-8
             log_norms = np.log(np.maximum(norms, floor))
         else:
-            log_norms = np.full(n_classes, np.log(_INITIAL_NORM))
+            log_norms = np.full(n_classes, np.log(initial_norm or _INITIAL_NORM))
         # Unit directions: Adam's steps then move directions and log-norms on
         # the same scale whatever the norms of the class means.
         directions = directions / np.linalg.norm(directions, axis=1, keepdims=True)

@@ -25,24 +25,31 @@ class InvariantHead(torch.nn.Module):
     """Scale-free SAMN head: ``w_c = exp(q_c) * v_c / ||v_c||``.
 
     ``q`` is the projection of free log-norms ``a`` onto the values that are
-    non-increasing in class count, so the norm ``exp(q_c)`` of a rarer class is
-    never smaller than that of a more frequent one. ``exp`` is strictly
+    non-increasing in class count and, with ``max_norm``, at most
+    ``log(max_norm)``, so the norm ``exp(q_c)`` of a rarer class is never
+    smaller than that of a more frequent one. ``exp`` is strictly
     increasing, so the order of ``q`` is exactly the order of the norms. The
     head sees standardised inputs, which makes the whole fit independent of
     the scale of ``X``.
     """
 
-    def __init__(self, directions, log_norms, bias, counts):
+    def __init__(self, directions, log_norms, bias, counts, max_norm=None):
         super().__init__()
         self.directions = torch.nn.Parameter(torch.as_tensor(directions))
         self.log_norms = torch.nn.Parameter(torch.as_tensor(log_norms))
         self.bias = torch.nn.Parameter(torch.as_tensor(bias))
         self.counts = CountOrder(counts)
+        self.max_norm = max_norm
 
     def norms(self):
-        return torch.exp(
-            monotone_projection_torch(self.log_norms, self.counts, increasing=False)
+        log_norms = monotone_projection_torch(
+            self.log_norms, self.counts, increasing=False
         )
+        if self.max_norm is not None:
+            # Clipping the monotone projection is the projection onto the
+            # monotone values that are also at most log(max_norm).
+            log_norms = torch.clamp(log_norms, max=math.log(self.max_norm))
+        return torch.exp(log_norms)
 
     def forward(self):
         unit = self.directions / self.directions.norm(dim=1, keepdim=True)
@@ -85,12 +92,18 @@ class PaperHead(torch.nn.Module):
 HEADS = {"invariant": InvariantHead, "paper": PaperHead}
 
 
-def build_head(variant, state, counts, *, device="cpu", dtype=torch.float32):
-    """Instantiate the head of ``variant`` from a dict of NumPy arrays."""
+def build_head(variant, state, counts, *, max_norm=None, device="cpu",
+               dtype=torch.float32):
+    """Instantiate the head of ``variant`` from a dict of NumPy arrays.
+
+    ``max_norm`` caps the class norms of the "invariant" head (``None``: no cap).
+    """
     arrays = {
         name: torch.as_tensor(np.asarray(value), dtype=dtype, device=device)
         for name, value in state.items()
     }
+    if variant == "invariant":
+        arrays["max_norm"] = max_norm
     return HEADS[variant](counts=counts, **arrays)
 
 
@@ -102,7 +115,7 @@ def head_state(head):
     }
 
 
-def effective_weights(variant, state, counts):
+def effective_weights(variant, state, counts, max_norm=None):
     """Evaluate a head's weights and bias in float64 on the CPU.
 
     Returns
@@ -110,7 +123,7 @@ def effective_weights(variant, state, counts):
     weights : ndarray of shape (n_classes, n_features)
     bias : ndarray of shape (n_classes,)
     """
-    head = build_head(variant, state, counts, dtype=torch.float64)
+    head = build_head(variant, state, counts, max_norm=max_norm, dtype=torch.float64)
     with torch.no_grad():
         weights, bias = head()
     return weights.detach().numpy(), bias.detach().numpy()

@@ -1,0 +1,119 @@
+"""Choosing the norm cap of the default head by cross-validation on the training set.
+
+With no penalty, a head fitted to convergence on separable embeddings grows
+its norms without bound; the cap on the class norms (the norm of the rarest
+classes, since norms are monotone) is what regularises it, as ``C`` does for
+``LogisticRegression``. It is chosen here on folds of the training data, along
+a path of growing caps: each fold's head is warm-started from its solution at
+the previous cap, and the path stops once the out-of-fold balanced accuracy has
+not improved for ``_PATIENCE`` caps in a row.
+"""
+
+import numpy as np
+
+# The caps tried, in the standardised space (rows of unit root-mean-square
+# norm): a factor sqrt(2) apart from 2 to 64. At the small end a head is
+# close to a nearest-class-mean classifier; the path stops well before the
+# large end on every problem measured (benchmarks/SELECTION.md).
+MAX_NORM_GRID = tuple(float(2.0 * 2.0 ** (k / 2)) for k in range(11))
+_PATIENCE = 3
+
+
+def long_tail_folds(y, sample_weight, n_folds, random_state):
+    """Fold of each sample for cross-validation on long-tailed labels.
+
+    Every class with at least two samples (of positive weight) spreads them
+    over the folds round robin, in random order from a random first fold, so
+    each of its folds leaves at least one of its samples in training. Samples
+    of classes with a single sample are never held out: their class would be
+    missing from the training part, which says nothing about a fit that has
+    that sample. Such classes are absent from the validation score.
+
+    The random order comes from one permutation of the samples, drawn before
+    looking at the labels, so renaming classes never changes the folds.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,)
+        Encoded labels.
+    sample_weight : ndarray of shape (n_samples,)
+    n_folds : int
+    random_state : numpy.random.RandomState
+
+    Returns
+    -------
+    fold : ndarray of shape (n_samples,), dtype=int
+        ``-1`` for samples that are always in training.
+    """
+    rank = random_state.permutation(y.shape[0])
+    fold = np.full(y.shape[0], -1, dtype=np.int64)
+    usable = sample_weight > 0
+    for label in np.unique(y[usable]):
+        members = np.flatnonzero((y == label) & usable)
+        if members.shape[0] < 2:
+            continue
+        members = members[np.argsort(rank[members])]
+        first = rank[members[0]] % n_folds
+        fold[members] = (first + np.arange(members.shape[0])) % n_folds
+    return fold
+
+
+def balanced_accuracy(y, pred, sample_weight):
+    """Mean over the classes present in ``y`` of the weighted recall."""
+    classes = np.unique(y)
+    hits = np.bincount(y, weights=sample_weight * (pred == y))[classes]
+    totals = np.bincount(y, weights=sample_weight)[classes]
+    present = totals > 0
+    return float(np.mean(hits[present] / totals[present]))
+
+
+def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=_PATIENCE, *,
+                    forget=None, report=None):
+    """Walk the caps of ``grid`` in order; return the best and the path.
+
+    Parameters
+    ----------
+    folds : list
+        One opaque fold state per fold.
+    evaluate : callable
+        ``evaluate(fold, max_norm)`` fits that fold's head at ``max_norm``
+        (warm-started from its previous cap) and returns its out-of-fold
+        predictions as ``(y, pred, sample_weight)``.
+    grid : sequence of float
+    patience : int
+        Stop after this many caps in a row that do not beat the best.
+    forget : callable or None
+        ``forget(max_norm)`` is called once a cap can no longer be chosen, so
+        that the caller may drop what it kept for it.
+    report : callable or None
+        ``report(max_norm, score)`` after each cap.
+
+    Returns
+    -------
+    best : float
+        The cap with the highest pooled out-of-fold balanced accuracy; ties
+        go to the smaller cap (the stronger regularisation).
+    tried : list of float
+    scores : list of float
+    """
+    tried, scores = [], []
+    best, best_score, worse = None, -np.inf, 0
+    for max_norm in grid:
+        parts = [evaluate(fold, max_norm) for fold in folds]
+        y, pred, weight = (np.concatenate(p) for p in zip(*parts))
+        score = balanced_accuracy(y, pred, weight)
+        tried.append(max_norm)
+        scores.append(score)
+        if report is not None:
+            report(max_norm, score)
+        if score > best_score:
+            if forget is not None and best is not None:
+                forget(best)
+            best, best_score, worse = max_norm, score, 0
+        else:
+            if forget is not None:
+                forget(max_norm)
+            worse += 1
+            if worse >= patience:
+                break
+    return best, tried, scores

@@ -1,0 +1,277 @@
+"""The full-batch solver, its stopping rule and the cross-validated norm cap."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import minimize
+from sklearn.exceptions import ConvergenceWarning
+
+from sklearn_samn import SAMNClassifier
+from sklearn_samn import _lbfgs
+from sklearn_samn._lbfgs import BlockRows, HeadObjective, minimize_lbfgs
+from sklearn_samn._pava import monotone_projection_torch
+from sklearn_samn._selection import (
+    MAX_NORM_GRID,
+    balanced_accuracy,
+    long_tail_folds,
+    select_max_norm,
+)
+from sklearn_samn._streaming import RowStream
+from sklearn_samn._training import build_head
+
+from .conftest import make_long_tailed_blobs
+
+
+def _problem(seed=0, counts=(40, 20, 10, 5, 2), n_features=6):
+    X, y = make_long_tailed_blobs(counts, n_features=n_features, separation=1.5,
+                                  seed=seed)
+    X = X.astype(np.float32)
+    rng = np.random.default_rng(seed)
+    weight = rng.uniform(0.5, 2.0, len(y))
+    return X, y, weight
+
+
+def _objective(X, y, weight, rows=None, offset=None, block=7):
+    device = torch.device("cpu")
+    stream = RowStream(X, device, max_rows=block)
+    n_classes = int(y.max()) + 1
+    if offset is None:
+        offset = np.zeros(n_classes)
+    total = weight.sum() if rows is None else weight[rows].sum()
+    return HeadObjective(
+        stream, BlockRows(len(y), block, device, rows), torch.from_numpy(y),
+        torch.from_numpy(weight.astype(np.float32)), None, 1.0, offset, total,
+    )
+
+
+def _head(X, y, max_norm, dtype=torch.float32, seed=0):
+    n_classes = int(y.max()) + 1
+    rng = np.random.default_rng(seed)
+    state = {
+        "directions": rng.normal(size=(n_classes, X.shape[1])),
+        "log_norms": rng.normal(size=n_classes),
+        "bias": rng.normal(size=n_classes),
+    }
+    counts = np.bincount(y, minlength=n_classes)
+    return build_head("invariant", state, counts, max_norm=max_norm, dtype=dtype), counts
+
+
+def _reference_loss(X, y, weight, offset, directions, log_norms, bias, counts, max_norm):
+    """The documented objective in float64 by autograd: the weighted mean of the
+    softmax cross-entropy of ``X @ W.T + bias + offset``, with
+    ``W_c = exp(min(PAVA(log_norms)_c, log max_norm)) * v_c / ||v_c||``."""
+    q = monotone_projection_torch(log_norms, counts, increasing=False)
+    q = torch.clamp(q, max=float(np.log(max_norm)))
+    W = torch.exp(q)[:, None] * directions / directions.norm(dim=1, keepdim=True)
+    logits = torch.as_tensor(X, dtype=torch.float64) @ W.T + bias
+    logits = logits + torch.as_tensor(offset)
+    losses = F.cross_entropy(logits, torch.as_tensor(y), reduction="none")
+    w = torch.as_tensor(weight)
+    return (losses * w).sum() / w.sum()
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), max_norm=st.sampled_from([0.5, 2.0, 50.0]),
+       subset=st.booleans())
+def test_objective_and_gradient_match_float64_autograd(seed, max_norm, subset):
+    X, y, weight = _problem(seed)
+    rows = np.sort(np.random.default_rng(seed).choice(len(y), 50, replace=False)) \
+        if subset else None
+    prior = np.bincount(y, weights=weight) / weight.sum()
+    offset = np.log(prior)
+    objective = _objective(X, y, weight, rows, offset)
+    head, counts = _head(X, y, max_norm, seed=seed)
+    value = objective(head)
+
+    picked = slice(None) if rows is None else rows
+    params = [p.detach().double().requires_grad_() for p in head.parameters()]
+    ref = _reference_loss(X[picked], y[picked], weight[picked], offset, *params,
+                          counts, max_norm)
+    ref.backward()
+    # The package computes in float32.
+    np.testing.assert_allclose(value, ref.item(), rtol=1e-5)
+    for p, r in zip(head.parameters(), params):
+        np.testing.assert_allclose(p.grad.numpy(), r.grad.numpy(), rtol=1e-3,
+                                   atol=1e-5)
+
+
+def test_minimize_lbfgs_reaches_the_float64_optimum():
+    X, y, weight = _problem(1)
+    offset = np.log(np.bincount(y, weights=weight) / weight.sum())
+    head, counts = _head(X, y, max_norm=3.0)
+    n_iter, converged = minimize_lbfgs(
+        _objective(X, y, weight, offset=offset), head, tol=1e-5, max_iter=500
+    )
+    assert converged and 0 < n_iter < 500
+
+    # Reference: SciPy's L-BFGS-B on the float64 objective, from the same start.
+    ref_head, _ = _head(X, y, max_norm=3.0, dtype=torch.float64)
+    params = list(ref_head.parameters())
+    sizes = [p.numel() for p in params]
+
+    def fun(x):
+        parts = np.split(x, np.cumsum(sizes)[:-1])
+        tensors = [torch.tensor(v.reshape(p.shape), requires_grad=True)
+                   for v, p in zip(parts, params)]
+        loss = _reference_loss(X, y, weight, offset, *tensors, counts, 3.0)
+        loss.backward()
+        return loss.item(), np.concatenate([t.grad.numpy().ravel() for t in tensors])
+
+    x0 = np.concatenate([p.detach().numpy().ravel() for p in params])
+    ref = minimize(fun, x0, jac=True, method="L-BFGS-B",
+                   options={"gtol": 1e-9, "ftol": 1e-15, "maxiter": 5000})
+    got = _objective(X, y, weight, offset=offset)(head)
+    assert got == pytest.approx(ref.fun, rel=1e-4)
+    # Stopped by the gradient test or at float32 rounding of the loss.
+    assert max(float(p.grad.abs().max()) for p in head.parameters()) <= 1e-3
+
+
+def test_stopping_rule_is_the_gradient_test(long_tailed):
+    """n_iter_ is honest: a converged fit ends with a small gradient, and a fit
+    cut short by max_iter says so with a ConvergenceWarning."""
+    X, y = long_tailed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = SAMNClassifier(device="cpu", random_state=0, max_norm=4.0,
+                             tol=1e-4).fit(X, y)
+    assert 1 <= clf.n_iter_ < 100
+    assert len(clf.loss_curve_) == clf.n_iter_
+    assert np.all(np.diff(clf.loss_curve_) <= 1e-7 * abs(clf.loss_curve_[0]))
+
+    with pytest.warns(ConvergenceWarning, match="max_iter=3 L-BFGS iterations"):
+        short = SAMNClassifier(device="cpu", random_state=0, max_norm=4.0,
+                               max_iter=3).fit(X, y)
+    assert short.n_iter_ == 3
+    # More iterations keep lowering the training loss: the stop was not early
+    # because the loss was flat.
+    assert clf.loss_curve_[-1] < short.loss_curve_[-1]
+
+
+def test_tighter_tol_takes_more_iterations(long_tailed):
+    X, y = long_tailed
+    fits = [SAMNClassifier(device="cpu", random_state=0, max_norm=8.0, tol=tol,
+                           max_iter=1000).fit(X, y) for tol in (1e-2, 1e-4, 1e-6)]
+    assert fits[0].n_iter_ < fits[1].n_iter_ < fits[2].n_iter_
+
+
+@settings(max_examples=50, deadline=None)
+@given(counts=st.lists(st.integers(1, 12), min_size=2, max_size=8),
+       n_folds=st.integers(2, 6), seed=st.integers(0, 2**16))
+def test_long_tail_folds_keep_every_class_in_training(counts, n_folds, seed):
+    y = np.repeat(np.arange(len(counts)), counts)
+    fold = long_tail_folds(y, np.ones(len(y)), n_folds, np.random.RandomState(seed))
+    for label, count in enumerate(counts):
+        member_folds = fold[y == label]
+        if count == 1:
+            assert np.all(member_folds == -1)  # singletons are never held out
+            continue
+        assert np.all(member_folds >= 0)
+        for k in range(n_folds):
+            # Every fold leaves at least one sample of the class in training.
+            assert np.sum(member_folds != k) >= 1
+        sizes = np.bincount(member_folds, minlength=n_folds)
+        assert sizes.max() - sizes.min() <= 1
+
+
+def test_zero_weight_samples_are_never_held_out():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    weight = np.array([1.0, 0.0, 1.0, 1.0, 1.0, 0.0])
+    fold = long_tail_folds(y, weight, 2, np.random.RandomState(0))
+    assert fold[1] == -1 and fold[5] == -1
+    assert sorted(fold[[0, 2]]) == [0, 1] and sorted(fold[[3, 4]]) == [0, 1]
+
+
+def test_balanced_accuracy_is_weighted_recall_per_present_class():
+    y = np.array([0, 0, 0, 2, 2])
+    pred = np.array([0, 1, 0, 2, 0])
+    weight = np.array([1.0, 1.0, 2.0, 1.0, 3.0])
+    assert balanced_accuracy(y, pred, weight) == pytest.approx((3 / 4 + 1 / 4) / 2)
+
+
+def test_select_max_norm_takes_the_best_cap_and_stops_after_patience():
+    scores = dict(zip(MAX_NORM_GRID, [0.5, 0.6, 0.7, 0.7, 0.65, 0.7, 0.9, 0.95]))
+    asked, forgotten = [], []
+
+    def evaluate(fold, max_norm):
+        asked.append(max_norm)
+        hits = int(round(scores[max_norm] * 100))
+        return np.zeros(100, int), np.r_[np.zeros(hits), np.ones(100 - hits)], \
+            np.ones(100)
+
+    best, tried, got = select_max_norm([None], evaluate, forget=forgotten.append)
+    # 0.7 first reached at the third cap; three caps without improvement stop
+    # the path before the later 0.9.
+    assert best == MAX_NORM_GRID[2]
+    assert tried == list(MAX_NORM_GRID[:6]) == asked
+    np.testing.assert_allclose(got, [0.5, 0.6, 0.7, 0.7, 0.65, 0.7])
+    assert best not in forgotten and set(forgotten) == set(tried) - {best}
+
+
+def test_default_chooses_the_cap_by_cross_validation(long_tailed):
+    X, y = long_tailed
+    clf = SAMNClassifier(device="cpu", random_state=0).fit(X, y)
+    results = clf.cv_results_
+    assert set(results) == {"max_norm", "balanced_accuracy", "n_iter"}
+    assert len(results["max_norm"]) == len(results["balanced_accuracy"]) >= 1
+    best = results["max_norm"][np.argmax(results["balanced_accuracy"])]
+    assert clf.max_norm_ == best
+    assert np.all(results["n_iter"] >= 1)
+    # In the head's standardised space no class norm exceeds the cap.
+    centred = X - X.mean(axis=0)
+    scale = np.sqrt(np.mean(np.sum(centred**2, axis=1)))
+    norms = np.linalg.norm(clf.coef_ * scale, axis=1)
+    assert np.all(norms <= clf.max_norm_ * (1 + 1e-5))
+
+
+def test_a_given_cap_skips_the_cross_validation(long_tailed):
+    X, y = long_tailed
+    clf = SAMNClassifier(device="cpu", random_state=0, max_norm=5.0).fit(X, y)
+    assert clf.cv_results_ is None and clf.max_norm_ == 5.0
+    adam = SAMNClassifier(device="cpu", random_state=0, solver="adam",
+                          max_iter=5).fit(X, y)
+    assert adam.cv_results_ is None and adam.max_norm_ is None
+
+
+def test_large_data_use_one_validation_split(long_tailed, monkeypatch):
+    X, y = long_tailed
+    calls = {"n": 0}
+    real = _lbfgs.minimize_lbfgs
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_lbfgs, "minimize_lbfgs", counting)
+    clf = SAMNClassifier(device="cpu", random_state=0, cv=4).fit(X, y)
+    n_caps = len(clf.cv_results_["max_norm"])
+    assert calls["n"] == 4 * n_caps + 1
+    monkeypatch.setattr(_lbfgs, "_SINGLE_SPLIT_ABOVE", len(y) - 1)
+    calls["n"] = 0
+    clf = SAMNClassifier(device="cpu", random_state=0, cv=4).fit(X, y)
+    assert calls["n"] == len(clf.cv_results_["max_norm"]) + 1
+
+
+def test_every_class_a_singleton_keeps_the_strongest_cap():
+    X = np.eye(4) + 0.1
+    y = np.arange(4)
+    clf = SAMNClassifier(device="cpu", random_state=0).fit(X, y)
+    assert clf.max_norm_ == MAX_NORM_GRID[0]
+    assert clf.cv_results_["max_norm"].size == 0
+    assert np.array_equal(clf.predict(X), y)
+
+
+def test_batch_size_needs_a_minibatch_solver(long_tailed):
+    X, y = long_tailed
+    with pytest.raises(ValueError, match="batch_size is for the minibatch solvers"):
+        SAMNClassifier(device="cpu", batch_size=16).fit(X, y)
+
+
+def test_paper_variant_has_no_cap(long_tailed):
+    X, y = long_tailed
+    with pytest.raises(ValueError, match="published parametrisation has no cap"):
+        SAMNClassifier(device="cpu", variant="paper", max_norm=3.0).fit(X, y)
