@@ -257,13 +257,15 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training features, float32 or float64 (other numeric dtypes are
-            converted to float64). Training computes in float32 and reads
-            ``X`` in blocks of rows, converting one block at a time: float32
-            input is not copied, float64 input is never copied whole, and a
+            Training features of any numeric dtype. Training computes in
+            float32 and reads ``X`` in blocks of rows, converting one block at
+            a time: float32 input is not copied, input of any other dtype
+            (float64, float16, ints, ...) is never copied whole, and a
             ``np.memmap`` or another 2-D array-like that slices (an HDF5 or
             zarr dataset, a dask array) is streamed from where it lies
-            rather than loaded.
+            rather than loaded. (A pandas DataFrame goes through
+            scikit-learn's checks, which convert it whole unless it is
+            float32 or float64.)
         y : array-like of shape (n_samples,)
             Class labels (ints, strings, ...).
         sample_weight : array-like of shape (n_samples,), default=None
