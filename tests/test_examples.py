@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
 EXPECTED_OUTPUT = {
     "quickstart.py": "SAMNClassifier(random_state=0)",
     "pipeline_grid_search.py": "head parameters left at their defaults: True",
@@ -34,7 +35,9 @@ def test_every_example_is_listed():
     [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in EXPECTED_OUTPUT],
 )
 def test_example_runs(name, tmp_path):
-    env = {**os.environ, "MPLBACKEND": "Agg"}
+    # This checkout's package, not whichever sklearn_samn is installed.
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": path}
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / name)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env,
