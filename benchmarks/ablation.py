@@ -2,7 +2,8 @@
 
 Grown from a first prototype study (same data split, PAVA, baseline, cache
 mechanism and existing groups). Standalone: numpy/scipy/scikit-learn/torch only, not the
-package, so it measures this file's re-implementation of the recipe. Every run is appended
+package (data.py only tells it where the shared data lie), so it measures this file's
+re-implementation of the recipe. Every run is appended
 to a JSONL cache, so re-invocations skip finished (config, IF, seed) runs, and
 ``--table-only`` renders one Markdown table per group from the cache.
 
@@ -53,8 +54,12 @@ from sklearn.model_selection import KFold
 
 torch.set_num_threads(1)
 
-DATA = "/work/shared/data/banking77/minilm_embeddings.npz"
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+# The shared data folder as data.py locates it: ../shared beside the repository.
+from data import BANKING77_ROOT  # noqa: E402
+
+DATA = BANKING77_ROOT / "minilm_embeddings.npz"
 CACHE = os.environ.get("SAMN_ABLATION_CACHE", "/tmp/samn_ablation_v2/results.jsonl")
 N_MAX = 35
 PAPER_EPS = 1e-6
@@ -333,9 +338,9 @@ def train(head, Xp, y, cfg, epochs, seed):
 
         def closure():
             opt.zero_grad()
-            l = head.loss(Xp, y)
-            l.backward()
-            return l
+            loss = head.loss(Xp, y)
+            loss.backward()
+            return loss
 
         opt.step(closure)
         return opt.state[opt._params[0]]["n_iter"]
@@ -363,9 +368,9 @@ def train(head, Xp, y, cfg, epochs, seed):
             step += 1
         if cfg["tol"] > 0:
             with torch.no_grad():
-                l = head.loss(Xp, y).item()
-            if l < best - cfg["tol"]:
-                best, stall = l, 0
+                value = head.loss(Xp, y).item()
+            if value < best - cfg["tol"]:
+                best, stall = value, 0
             else:
                 stall += 1
                 if stall >= cfg["n_no_change"]:
@@ -512,8 +517,8 @@ def groups(best):
            solver="sgd", lr=5e-4, batch=64, epochs=20),
     ]
     # 2. bias handling x loss
-    g["bias"] = [C_(f"bias {b}, loss {l}", bias=b, loss=l)
-                 for l in ("la", "ce") for b in ("free", "none", "monotone")]
+    g["bias"] = [C_(f"bias {b}, loss {loss}", bias=b, loss=loss)
+                 for loss in ("la", "ce") for b in ("free", "none", "monotone")]
     # 3. loss (existing rows kept)
     g["loss"] = [
         C_("loss ce, b=0", loss="ce"),
@@ -570,7 +575,7 @@ def groups(best):
         C_("lbfgs iter=300, no constraint", solver="lbfgs", lbfgs_iter=300, constraint=False),
     ]
     g["l2"] = (
-        [C_(f"l2={l:g}", l2=l) for l in (1e-4, 1e-3, 1e-2)]
+        [C_(f"l2={l2:g}", l2=l2) for l2 in (1e-4, 1e-3, 1e-2)]
         + [C_("epochs=2000 (near convergence)", epochs=2000)]
         + [C_("epochs=2000, lr=1e-2", epochs=2000, lr=1e-2)]
         + [C_(f"epochs<=2000 tol={t:g}", epochs=2000, tol=t) for t in (1e-3, 1e-4)]
@@ -610,7 +615,7 @@ def read_cache():
     rows = []
     if os.path.exists(CACHE):
         with open(CACHE) as f:
-            rows = [json.loads(l) for l in f if l.strip()]
+            rows = [json.loads(line) for line in f if line.strip()]
     # last record wins per (group, name, IF, seed): reruns never double-count
     uniq = {(r["group"], r["name"], r["imb"], r["seed"]): r for r in rows}
     return list(uniq.values())

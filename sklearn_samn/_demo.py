@@ -19,8 +19,11 @@ def run_demo(picture="samn_demo.png", out=None):
 
     Splits scikit-learn's bundled digits in half (stratified), makes the
     training half long-tailed (imbalance ratio 50), fits both heads with their
-    defaults, prints balanced and many/medium/few accuracy on the balanced
-    test half, and draws the norm profile and per-class accuracies.
+    defaults but for a seed (SAMN) and ``max_iter=5000`` (LogisticRegression,
+    whose lbfgs does not converge on raw pixels in its default 100
+    iterations), prints balanced and many/medium/few accuracy on the balanced
+    test half, and draws the norm profile and per-class accuracies. Models
+    are named by their ``repr``, i.e. by exactly what was fitted.
 
     Parameters
     ----------
@@ -33,7 +36,7 @@ def run_demo(picture="samn_demo.png", out=None):
     Returns
     -------
     results : dict
-        ``{model name: shot_accuracy dict plus "fit_seconds"}``.
+        ``{repr of the fitted model: shot_accuracy dict plus "fit_seconds"}``.
     """
     import sys
 
@@ -54,13 +57,18 @@ def run_demo(picture="samn_demo.png", out=None):
         f"half: {len(y_test)} samples. Groups: thirds of the classes by count.",
         file=out,
     )
-    models = {
-        "SAMNClassifier()": SAMNClassifier(random_state=0),
-        "LogisticRegression()": LogisticRegression(max_iter=5000),
-    }
+    samn, logreg = SAMNClassifier(random_state=0), LogisticRegression(max_iter=5000)
+    models = {repr(model): model for model in (samn, logreg)}
+    print(
+        "Both heads at their defaults (SAMNClassifier(), LogisticRegression()) but "
+        "for a seed and max_iter=5000: LogisticRegression stops short of "
+        "convergence on raw pixels at its default max_iter=100.",
+        file=out,
+    )
+    width = max(len(name) for name in models) + 2
     results = {}
-    print(f"{'model':<22}{'balanced':>9}{'many':>7}{'medium':>8}{'few':>7}{'fit s':>7}",
-          file=out)
+    print(f"{'model':<{width}}{'balanced':>9}{'many':>7}{'medium':>8}{'few':>7}"
+          f"{'fit s':>7}", file=out)
     for name, model in models.items():
         start = time.perf_counter()
         model.fit(X_lt, y_lt)
@@ -70,14 +78,14 @@ def run_demo(picture="samn_demo.png", out=None):
             labels=np.arange(10), thresholds="thirds",
         )
         results[name] = {**scores, "fit_seconds": seconds}
-        print(f"{name:<22}{scores['balanced']:>9.3f}{scores['many']:>7.3f}"
+        print(f"{name:<{width}}{scores['balanced']:>9.3f}{scores['many']:>7.3f}"
               f"{scores['medium']:>8.3f}{scores['few']:>7.3f}{seconds:>7.2f}", file=out)
     if picture:
-        _draw(models, X_test, y_test, counts, picture, out)
+        _draw(samn, logreg, X_test, y_test, counts, picture, out)
     return results
 
 
-def _draw(models, X_test, y_test, counts, picture, out):
+def _draw(samn, logreg, X_test, y_test, counts, picture, out):
     try:
         import matplotlib
 
@@ -89,19 +97,18 @@ def _draw(models, X_test, y_test, counts, picture, out):
         return
     from .plotting import NormProfileDisplay, ShotAccuracyDisplay
 
-    samn, logreg = models["SAMNClassifier()"], models["LogisticRegression()"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     NormProfileDisplay.from_estimator(
         samn, reference=logreg, reference_label="LogisticRegression", ax=axes[0]
     )
     for ax, (model, label) in zip(
-        axes[1:], ((samn, "SAMNClassifier()"), (logreg, "LogisticRegression()"))
+        axes[1:], ((samn, repr(samn)), (logreg, repr(logreg)))
     ):
         ShotAccuracyDisplay.from_predictions(
             y_test, model.predict(X_test), class_counts=counts,
             labels=np.arange(10), thresholds="thirds", ax=ax,
         )
-        ax.set_title(f"{label}: per-class test accuracy")
+        ax.set_title(f"{label}\nper-class test accuracy")
     fig.tight_layout()
     fig.savefig(picture, dpi=110)
     plt.close(fig)

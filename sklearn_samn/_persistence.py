@@ -1,9 +1,15 @@
 """Saving and loading fitted SAMNClassifiers without pickle.
 
 A model file is a NumPy ``.npz`` archive holding the fitted arrays and one JSON
-document (parameters, attribute names, format version, a SHA-256 digest of the
-arrays). It is read with ``allow_pickle=False``, so loading a file received
-from someone else cannot run code.
+document (parameters, fitted scalars, format version, and a SHA-256 digest of
+the whole content: the other metadata and every array). It is read with
+``allow_pickle=False``, so loading a file received from someone else cannot
+run code.
+
+The digest detects accidental damage (a truncated download, flipped bits, a
+hand edit of a number): anything that changes the content without recomputing
+the digest. It carries no key, so it is no signature: whoever edits a file on
+purpose can recompute it. Trust a model file as much as its source.
 """
 
 import hashlib
@@ -18,7 +24,9 @@ from ._samn import SAMNClassifier
 __all__ = ["save", "load"]
 
 FORMAT = "sklearn-samn-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 files hold a digest of the arrays only; they still load.
+_ARRAYS_ONLY_DIGEST_VERSION = 1
 
 _ARRAYS = ("classes_", "coef_", "intercept_", "class_count_", "loss_curve_")
 
@@ -52,8 +60,18 @@ def _plain_array(array, what):
     return array
 
 
-def _digest(arrays):
+def _digest(meta, arrays):
+    """SHA-256 of the metadata (all but its digest) and the arrays.
+
+    The metadata enter as canonical JSON (sorted keys, no spaces), so that a
+    file's digest does not depend on how its JSON was laid out. ``meta=None``
+    gives the arrays-only digest of format version 1.
+    """
     sha = hashlib.sha256()
+    if meta is not None:
+        content = {key: value for key, value in meta.items() if key != "sha256"}
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        sha.update(canonical.encode())
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
         sha.update(name.encode())
@@ -144,8 +162,8 @@ def save(estimator, path):
         "n_iter_": int(estimator.n_iter_),
         "device_": str(estimator.device_),
         "head_variant": estimator._head_variant,
-        "sha256": _digest(arrays),
     }
+    meta["sha256"] = _digest(meta, arrays)
     with open(path, "wb") as handle:
         np.savez(handle, __meta__=np.array(json.dumps(meta)), **arrays)
 
@@ -172,8 +190,10 @@ def load(path):
     Raises
     ------
     ValueError
-        If the file is not a model file, was truncated or altered, or was
-        written by a newer format version.
+        If the file is not a model file, was truncated or altered (any
+        change to its arrays or metadata that did not recompute the
+        checksum), or was written by a newer format version. Files of format
+        version 1 load too; their checksum covers the arrays only.
 
     See Also
     --------
@@ -211,8 +231,12 @@ def load(path):
             f"{path} was written by a newer sklearn-samn (format version "
             f"{meta['format_version']}); upgrade sklearn-samn to load it."
         )
-    if _digest(contents) != meta.get("sha256"):
-        raise _corrupt(path, "its arrays do not match their recorded checksum "
+    if meta.get("format_version") == _ARRAYS_ONLY_DIGEST_VERSION:
+        covered, what = _digest(None, contents), "its arrays do"
+    else:
+        covered, what = _digest(meta, contents), "its metadata and arrays do"
+    if covered != meta.get("sha256"):
+        raise _corrupt(path, f"{what} not match their recorded checksum "
                              "(the file was altered or damaged)")
     try:
         return _rebuild(meta, contents)

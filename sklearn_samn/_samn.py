@@ -74,6 +74,16 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
           initialised to the class counts min-max normalised to ``[0, 1]``,
           directions and bias from ``coef_init`` and ``intercept_init``
           (class means and zeros without them). It is not scale-invariant.
+          It follows the published code except at ties, where it keeps this
+          library's handling (see Notes): the published code breaks ties in
+          class count by class index (a stable argsort before PAVA), which
+          makes the fit depend on how tied classes are labelled, and
+          averages the gradient over every pooled block (``METHOD.md``),
+          so that equal scalars pooled together (tied counts start equal)
+          get equal gradients and stay equal. Here a block of exactly equal
+          values passes gradients through unchanged. Without tied counts
+          the two differ only where scalars of different classes are
+          exactly equal, which the published initialisation never gives.
           The published recipe pairs it with ``loss="cross_entropy"``,
           ``solver="sgd"``, ``batch_size=64``, ``max_iter=20`` and a learning
           rate of 5e-4 per step, i.e. ``learning_rate_init=5e-4 * n_samples /
@@ -218,8 +228,15 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
     Notes
     -----
     Classes with equal counts are not ordered among themselves: the
-    projection is exact on the partial order that ties leave, and renaming
-    tied classes does not change the model.
+    projection is exact on the partial order that ties leave (PAVA after
+    sorting tied classes by value), and renaming tied classes does not
+    change the model. In the backward pass, a pooled block whose inputs are
+    all exactly equal (feasible, pooled only because its values tie) takes
+    the identity, its one-sided derivative towards the feasible side, rather
+    than the block mean, so that equal starting values can separate. Both
+    choices hold for ``variant="paper"`` too, where the published code
+    breaks count ties by class index and always takes the block mean.
+    ``benchmarks/ABLATION.md`` (groups 4 and 4b) measures both choices.
 
     ``predict_proba`` returns the head's softmax. With the logit-adjusted loss
     those are probabilities under a balanced class prior; multiply by the
@@ -304,13 +321,15 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training features, float32 or float64 (other numeric dtypes are
-            converted to float64). Training computes in float32 and reads
-            ``X`` in blocks of rows, converting one block at a time: float32
-            input is not copied, float64 input is never copied whole, and a
+            Training features of any numeric dtype. Training computes in
+            float32 and reads ``X`` in blocks of rows, converting one block at
+            a time: float32 input is not copied, input of any other dtype
+            (float64, float16, ints, ...) is never copied whole, and a
             ``np.memmap`` or another 2-D array-like that slices (an HDF5 or
             zarr dataset, a dask array) is streamed from where it lies
-            rather than loaded.
+            rather than loaded. (A pandas DataFrame goes through
+            scikit-learn's checks, which convert it whole unless it is
+            float32 or float64.)
         y : array-like of shape (n_samples,)
             Class labels (ints, strings, ...).
         sample_weight : array-like of shape (n_samples,), default=None

@@ -4,6 +4,9 @@ import numpy as np
 from scipy.sparse import issparse
 from sklearn.utils.validation import validate_data
 
+# The dtypes that the estimator computes in: validate_data keeps them as they are.
+_NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
+
 
 def class_counts_array(class_counts, labels, *, allow_extra=False):
     """``class_counts`` (an array in ``labels`` order, or a dict) as a float array.
@@ -48,13 +51,24 @@ def class_counts_array(class_counts, labels, *, allow_extra=False):
 
 
 def is_sliceable_array(X):
-    """Whether ``X`` is a 2-D array-like to read in blocks rather than convert.
+    """Whether ``X`` is a 2-D numeric array-like to read in blocks rather than
+    convert whole with ``validate_data``.
 
     HDF5 datasets, zarr and dask arrays and the like hold more rows than
     memory may; ``np.asarray`` would load them whole. NumPy arrays (memmaps
-    included) are not: scikit-learn's checks take them without a copy.
+    included) of float32 or float64 are not: scikit-learn's checks take them
+    without a copy. NumPy arrays of any other numeric dtype (float16, ints,
+    bools, ...) are read in blocks too: ``validate_data`` would copy them
+    whole to float64, where a block is converted at a time instead.
     """
-    if isinstance(X, (np.ndarray, list, tuple)) or hasattr(X, "iloc") or issparse(X):
+    if isinstance(X, np.ndarray):
+        return (
+            not isinstance(X, np.matrix)
+            and X.ndim == 2
+            and X.dtype.kind in "fiub"
+            and X.dtype not in _NATIVE
+        )
+    if isinstance(X, (list, tuple)) or hasattr(X, "iloc") or issparse(X):
         return False
     if not all(hasattr(X, name) for name in ("shape", "dtype", "__getitem__")):
         return False

@@ -1,5 +1,6 @@
 """The prepared GPU check runs end to end (on the CPU here: a dry run of its logic)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# The scripts run from a temporary folder: put this checkout's package first,
+# not whichever sklearn_samn is installed.
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+}
 
 
 def test_gpu_check_dry_run_on_the_cpu(tmp_path):
@@ -14,7 +21,7 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu",
          "--quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=ENV,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = out.read_text()
@@ -31,7 +38,7 @@ def test_gpu_check_without_cuda_says_so(tmp_path):
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-        cwd=tmp_path,
+        cwd=tmp_path, env=ENV,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "no CUDA device" in result.stdout

@@ -83,3 +83,44 @@ def test_row_stream_serves_exact_blocks_and_survives_an_early_stop(mode):
     blocks.close()
     for rows, block in zip(selections, stream.blocks(selections)):
         np.testing.assert_array_equal(block.cpu().numpy(), X[rows].astype(np.float32))
+
+
+
+@pytest.mark.parametrize("batch_size", [None, 200], ids=["full_batch", "minibatch"])
+@pytest.mark.parametrize("resident", [True, False], ids=["resident", "pinned"])
+def test_cuda_coef_equals_the_cpu_coef_on_every_streaming_path(
+    resident, batch_size, monkeypatch
+):
+    # coef_, not accuracy: a stale block (one served twice) keeps accuracy at
+    # 1.0 while moving coef_ by 15%. 64-row blocks on the GPU (several per
+    # step, both pinned buffers cycled; index tensors on the device for a
+    # resident minibatch) against one block per step on the CPU.
+    from sklearn_samn import _streaming
+
+    X, y = make_long_tailed_blobs(counts=(400, 200, 100, 40, 20), n_features=16)
+    X32, X16 = X.astype(np.float32), X.astype(np.float16)
+    params = dict(solver="adam", max_iter=20, random_state=0, batch_size=batch_size)
+    monkeypatch.setattr("sklearn_samn._training._block_rows", lambda *a, **k: 10**9)
+    cpu = SAMNClassifier(device="cpu", **params).fit(X32, y).coef_
+    cpu16 = SAMNClassifier(device="cpu", **params).fit(X16.astype(np.float32), y).coef_
+    monkeypatch.setattr("sklearn_samn._training._block_rows", lambda *a, **k: 64)
+    monkeypatch.setattr(_streaming, "_RESIDENT_FRACTION", 1.0 if resident else 0.0)
+    modes = []
+    init = _streaming.RowStream.__init__
+
+    def record_mode(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        modes.append(self.mode)
+
+    monkeypatch.setattr(_streaming.RowStream, "__init__", record_mode)
+    inputs = {
+        "float32": (X32, cpu),
+        "float64": (X32.astype(np.float64), cpu),
+        "float16": (X16, cpu16),
+    }
+    for name, (X_in, expected) in inputs.items():
+        gpu = SAMNClassifier(device="cuda", **params).fit(X_in, y)
+        assert gpu.device_.startswith("cuda")
+        np.testing.assert_allclose(gpu.coef_, expected, rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
+    assert modes == ["resident" if resident else "pinned"] * len(inputs)

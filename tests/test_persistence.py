@@ -1,5 +1,6 @@
 """save/load: pickle-free model files."""
 
+import hashlib
 import json
 import zipfile
 
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 
 from sklearn_samn import SAMNClassifier, load, save
+from sklearn_samn._persistence import _digest
 
 from .conftest import make_long_tailed_blobs, run_without_torch
 
@@ -104,27 +106,124 @@ def test_tampered_arrays_are_detected(tmp_path, fitted):
         load(tmp_path / "t.samn")
 
 
+def _edit_meta(change, *, recompute_digest=False):
+    def edit(contents):
+        meta = json.loads(str(contents["__meta__"]))
+        change(meta)
+        if recompute_digest:
+            arrays = {k: v for k, v in contents.items() if k != "__meta__"}
+            meta["sha256"] = _digest(meta, arrays)
+        contents["__meta__"] = np.array(json.dumps(meta))
+
+    return edit
+
+
 def test_tampered_metadata_is_detected(tmp_path, fitted):
     clf, _ = fitted
     save(clf, tmp_path / "m.samn")
 
-    def break_meta(contents):
-        meta = json.loads(str(contents["__meta__"]))
+    def break_format(meta):
         meta["format"] = "something-else"
-        contents["__meta__"] = np.array(json.dumps(meta))
 
-    _rewrite(tmp_path / "m.samn", tmp_path / "t.samn", break_meta)
+    _rewrite(tmp_path / "m.samn", tmp_path / "t.samn", _edit_meta(break_format))
     with pytest.raises(ValueError, match="does not name the sklearn-samn format"):
         load(tmp_path / "t.samn")
 
-    def inconsistent(contents):
-        meta = json.loads(str(contents["__meta__"]))
+    # Past the checksum (whoever edits on purpose can recompute it), the
+    # contents are still checked for consistency.
+    def inconsistent(meta):
         meta["n_features_in_"] = 3
-        contents["__meta__"] = np.array(json.dumps(meta))
 
-    _rewrite(tmp_path / "m.samn", tmp_path / "u.samn", inconsistent)
+    _rewrite(tmp_path / "m.samn", tmp_path / "u.samn",
+             _edit_meta(inconsistent, recompute_digest=True))
     with pytest.raises(ValueError, match="inconsistent contents"):
         load(tmp_path / "u.samn")
+
+
+def _set_class_count(meta):
+    meta["params"]["class_counts"]["dict"][0][1] = 1
+
+
+def _set_loss(meta):
+    meta["params"]["loss"] = "cross_entropy"
+
+
+def _set_n_iter(meta):
+    meta["n_iter_"] += 1
+
+
+def _set_other_fields(meta):
+    meta["params"]["max_iter"] = 7
+    meta["device_"] = "cuda:0"
+    meta["head_variant"] = "paper"
+
+
+@pytest.mark.parametrize(
+    "change", [_set_class_count, _set_loss, _set_n_iter, _set_other_fields],
+    ids=["class_counts", "loss", "n_iter_", "other fields"],
+)
+def test_edited_metadata_fails_the_checksum(tmp_path, fitted, change):
+    # Regression: the checksum covered the arrays only, so these edits loaded.
+    clf, _ = fitted
+    save(clf, tmp_path / "m.samn")
+    _rewrite(tmp_path / "m.samn", tmp_path / "t.samn", _edit_meta(change))
+    with pytest.raises(ValueError, match="metadata and arrays do not match their "
+                                         "recorded checksum"):
+        load(tmp_path / "t.samn")
+    # The same edit with the checksum recomputed loads: it guards against
+    # accidental damage, not against someone who rewrites the file on purpose.
+    _rewrite(tmp_path / "m.samn", tmp_path / "f.samn",
+             _edit_meta(change, recompute_digest=True))
+    load(tmp_path / "f.samn")
+
+
+def test_digest_ignores_the_layout_of_the_json(tmp_path, fitted):
+    clf, X = fitted
+    save(clf, tmp_path / "m.samn")
+
+    def relayout(contents):
+        meta = json.loads(str(contents["__meta__"]))
+        reordered = dict(reversed(list(meta.items())))
+        contents["__meta__"] = np.array(json.dumps(reordered, indent=2))
+
+    _rewrite(tmp_path / "m.samn", tmp_path / "r.samn", relayout)
+    np.testing.assert_array_equal(load(tmp_path / "r.samn").predict(X), clf.predict(X))
+
+
+def _version_1_digest(arrays):
+    """The digest that format version 1 wrote: the arrays only."""
+    sha = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        sha.update(name.encode())
+        sha.update(str(array.dtype).encode())
+        sha.update(str(array.shape).encode())
+        sha.update(array.tobytes())
+    return sha.hexdigest()
+
+
+def test_format_version_1_files_still_load(tmp_path, fitted):
+    clf, X = fitted
+    save(clf, tmp_path / "m.samn")
+
+    def as_version_1(contents):
+        meta = json.loads(str(contents["__meta__"]))
+        arrays = {k: v for k, v in contents.items() if k != "__meta__"}
+        meta["format_version"] = 1
+        meta["sha256"] = _version_1_digest(arrays)
+        contents["__meta__"] = np.array(json.dumps(meta))
+
+    _rewrite(tmp_path / "m.samn", tmp_path / "v1.samn", as_version_1)
+    loaded = load(tmp_path / "v1.samn")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert loaded.n_iter_ == clf.n_iter_
+
+    def scale_coef(contents):
+        contents["coef_"] = contents["coef_"] * 2
+
+    _rewrite(tmp_path / "v1.samn", tmp_path / "v1t.samn", scale_coef)
+    with pytest.raises(ValueError, match="arrays do not match their recorded checksum"):
+        load(tmp_path / "v1t.samn")
 
 
 def test_files_that_are_not_models(tmp_path):

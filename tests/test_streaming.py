@@ -215,3 +215,103 @@ def test_scoring_many_rows_allocates_chunks_not_an_n_by_c_matrix(method, monkeyp
     tracemalloc.stop()
     n_by_c = n_rows * n_classes * 8  # 32 MB
     assert peak - result.nbytes < 8 << 20 < n_by_c
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int16, np.uint8])
+def test_other_numeric_dtypes_are_read_in_blocks_not_copied_to_float64(
+    dtype, tmp_path
+):
+    # Regression: a float16 (or integer) array went through validate_data and
+    # was copied whole to float64, four times the size of a float16 memmap.
+    import tracemalloc
+
+    n, d = 50_000, 128
+    rng = np.random.default_rng(0)
+    y = np.minimum(rng.geometric(0.3, n) - 1, 9)
+    centres = rng.normal(scale=2.0, size=(10, d))
+    values = centres[y] + rng.standard_normal((n, d))
+    if np.dtype(dtype).kind in "iu":
+        values = np.clip(np.round(20 * values + 100), 0, 255)
+    path = tmp_path / "X.bin"
+    mm = np.memmap(path, dtype=dtype, mode="w+", shape=(n, d))
+    mm[:] = values
+    mm.flush()
+    del mm
+    X = np.memmap(path, dtype=dtype, mode="r", shape=(n, d))
+    float32_copy = n * d * 4  # half of the float64 copy that was made before
+    params = dict(device="cpu", solver="adam", max_iter=2, random_state=0)
+    SAMNClassifier(**params).fit(np.asarray(X[:500]), y[:500])  # first-call set-up
+
+    tracemalloc.start()
+    try:
+        clf = SAMNClassifier(**params).fit(X, y)
+        _, fit_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        proba = clf.predict_proba(X)
+        _, predict_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert fit_peak < float32_copy, (fit_peak, float32_copy)
+    assert predict_peak - proba.nbytes < float32_copy, (predict_peak, float32_copy)
+
+    as_float32 = np.asarray(X, dtype=np.float32)
+    reference = SAMNClassifier(**params).fit(as_float32, y)
+    np.testing.assert_array_equal(clf.coef_, reference.coef_)
+    np.testing.assert_array_equal(clf.intercept_, reference.intercept_)
+    np.testing.assert_array_equal(proba, reference.predict_proba(as_float32))
+    # An ndarray (not a memmap) of the same dtype takes the same path.
+    in_memory = SAMNClassifier(**params).fit(np.array(X[:2000]), y[:2000])
+    np.testing.assert_array_equal(
+        in_memory.coef_, SAMNClassifier(**params).fit(as_float32[:2000], y[:2000]).coef_
+    )
+
+
+def test_float16_blocks_get_the_usual_errors():
+    X, y = make_long_tailed_blobs()
+    bad = X.astype(np.float16)
+    bad[5, 1] = np.inf
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        SAMNClassifier(device="cpu").fit(bad, y)
+    clf = SAMNClassifier(device="cpu", solver="adam", max_iter=2).fit(
+        X.astype(np.float16), y
+    )
+    with pytest.raises(ValueError, match="expecting 8 features"):
+        clf.predict(X[:, :3].astype(np.int32))
+
+
+def _memmap(path, array):
+    mm = np.memmap(path, dtype=array.dtype, mode="w+", shape=array.shape)
+    mm[:] = array
+    mm.flush()
+    return np.memmap(path, dtype=array.dtype, mode="r", shape=array.shape)
+
+
+@pytest.mark.parametrize("batch_size", [None, 200], ids=["full_batch", "minibatch"])
+def test_every_cpu_streaming_path_gives_the_one_block_coef(
+    batch_size, tmp_path, monkeypatch
+):
+    # Regression: a stale block buffer (every second block served twice) left
+    # accuracy at 1.0 while coef_ moved by 15%. Tiny blocks must give the fit
+    # that one block per step gives, on every input the host path serves:
+    # views (float32), converted copies (float64, float16, Fortran order) and
+    # memmaps, read by slices (full batch) or sorted indices (minibatches).
+    X, y = make_long_tailed_blobs(counts=(400, 200, 100, 40, 20), n_features=16)
+    X32 = X.astype(np.float32)
+    X16 = X.astype(np.float16)
+    params = dict(device="cpu", solver="adam", max_iter=20, random_state=0,
+                  batch_size=batch_size)
+    monkeypatch.setattr("sklearn_samn._training._block_rows", lambda *a, **k: 10**9)
+    reference = SAMNClassifier(**params).fit(X32, y).coef_
+    reference16 = SAMNClassifier(**params).fit(X16.astype(np.float32), y).coef_
+    monkeypatch.setattr("sklearn_samn._training._block_rows", lambda *a, **k: 64)
+    inputs = {
+        "float32": (X32, reference),
+        "float64": (X32.astype(np.float64), reference),
+        "float32 Fortran order": (np.asfortranarray(X32), reference),
+        "float32 memmap": (_memmap(tmp_path / "X32", X32), reference),
+        "float64 memmap": (_memmap(tmp_path / "X64", X32.astype(np.float64)), reference),
+        "float16 memmap": (_memmap(tmp_path / "X16", X16), reference16),
+    }
+    for name, (X_in, expected) in inputs.items():
+        coef = SAMNClassifier(**params).fit(X_in, y).coef_
+        np.testing.assert_allclose(coef, expected, rtol=1e-4, atol=1e-6, err_msg=name)

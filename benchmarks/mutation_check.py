@@ -1,0 +1,252 @@
+"""Mutation check: plant known bugs one at a time and see whether the tests fail.
+
+Copies the repository (the files ``git ls-files`` lists) into a temporary
+directory, checks that the chosen test files pass there unmutated, then for each
+mutant in ``MUTANTS`` replaces one exact piece of text in one file (asserting it
+occurs exactly once), runs ``python -m pytest -x -q <its test files>`` with the
+copy as working directory (so the copy's package is the one imported), and
+restores the file. A mutant is "killed" when pytest fails and "SURVIVED" when it
+passes. Exit status 1 if any mutant survived (or the unmutated tests failed).
+
+    python benchmarks/mutation_check.py               # every mutant, ~4 min on 2 cores
+    python benchmarks/mutation_check.py --list        # names only
+    python benchmarks/mutation_check.py --only stale-cpu-block offset-zeroed
+
+To add a mutant, append a ``Mutant`` to ``MUTANTS``: a short name, what it plants,
+the file, the exact text to replace (it must occur exactly once; the test suite
+checks that every mutant still applies, so the list cannot rot silently), its
+replacement, and the test files expected to catch it.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    what: str
+    path: str
+    old: str
+    new: str
+    tests: tuple
+
+
+MUTANTS = [
+    Mutant(
+        name="offset-zeroed",
+        what="logit-adjusted loss trains plain cross-entropy (log-prior offset zeroed)",
+        path="sklearn_samn/_samn.py",
+        old="            logit_offset = np.log(np.maximum(prior, 1e-12))\n",
+        new="            logit_offset = 0 * np.log(np.maximum(prior, 1e-12))\n",
+        tests=("tests/test_objective.py",),
+    ),
+    Mutant(
+        name="offset-sign-flipped",
+        what="logit-adjusted loss subtracts log(prior) instead of adding it",
+        path="sklearn_samn/_samn.py",
+        old="            logit_offset = np.log(np.maximum(prior, 1e-12))\n",
+        new="            logit_offset = -np.log(np.maximum(prior, 1e-12))\n",
+        tests=("tests/test_objective.py",),
+    ),
+    Mutant(
+        name="prior-unweighted",
+        what="the prior of the logit-adjusted loss ignores sample_weight",
+        path="sklearn_samn/_samn.py",
+        old="            prior = train_counts / train_counts.sum()\n",
+        new="            prior = np.bincount(y_encoded, minlength=n_classes) / len(y_encoded)\n",
+        tests=("tests/test_objective.py",),
+    ),
+    Mutant(
+        name="stale-cpu-block",
+        what="CPU streaming serves every second block twice (stale buffer)",
+        path="sklearn_samn/_streaming.py",
+        old=(
+            "            for rows in selections:\n"
+            "                yield _as_tensor(host_block(self.X, rows))\n"
+        ),
+        new=(
+            "            previous = None\n"
+            "            for k, rows in enumerate(selections):\n"
+            "                block = _as_tensor(host_block(self.X, rows))\n"
+            "                if k % 2 and previous is not None"
+            " and previous.shape == block.shape:\n"
+            "                    block = previous\n"
+            "                previous = block\n"
+            "                yield block\n"
+        ),
+        tests=("tests/test_streaming.py",),
+    ),
+    Mutant(
+        name="ties-by-index",
+        what="PAVA order: stable argsort by count (ties by class index), not tie-exact",
+        path="sklearn_samn/_pava.py",
+        old="    order = counts.order(values, increasing=increasing)\n",
+        new='    order = np.argsort(counts.counts, kind="stable")\n',
+        tests=("tests/test_pava.py",),
+    ),
+    Mutant(
+        name="backward-block-mean-at-ties",
+        what="PAVA backward takes the block mean on blocks of exactly equal values too",
+        path="sklearn_samn/_pava.py",
+        old="    tied = np.repeat((sizes > 1) & (lowest == highest), sizes)\n",
+        new="    tied = np.repeat((sizes > 1) & (lowest != lowest), sizes)\n",
+        tests=("tests/test_pava.py",),
+    ),
+    Mutant(
+        name="backward-identity",
+        what="PAVA backward passes gradients through unchanged (no block mean)",
+        path="sklearn_samn/_pava.py",
+        old="                return (sums / sizes)[ids], None, None\n",
+        new="                return grad_output.clone(), None, None\n",
+        tests=("tests/test_pava.py",),
+    ),
+    Mutant(
+        name="digest-skips-metadata",
+        what="the model-file checksum covers the arrays only, not the metadata",
+        path="sklearn_samn/_persistence.py",
+        old="        sha.update(canonical.encode())\n",
+        new="        canonical.encode()\n",
+        tests=("tests/test_persistence.py",),
+    ),
+    Mutant(
+        name="checksum-not-checked",
+        what="load() does not compare the checksum",
+        path="sklearn_samn/_persistence.py",
+        old='    if covered != meta.get("sha256"):\n',
+        new="    if False:\n",
+        tests=("tests/test_persistence.py",),
+    ),
+    Mutant(
+        name="float16-copied-whole",
+        what="float16/integer NumPy arrays go through validate_data (a whole float64 copy)",
+        path="sklearn_samn/_validation.py",
+        old="            and X.dtype not in _NATIVE\n",
+        new="            and False\n",
+        tests=("tests/test_streaming.py",),
+    ),
+]
+
+
+def repository_files(root):
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True
+    ).stdout.decode()
+    return [name for name in listed.split("\0") if name]
+
+
+def copy_repository(root, destination):
+    for name in repository_files(root):
+        source = root / name
+        if not source.is_file():  # deleted but not yet committed
+            continue
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+
+
+def apply(mutant, source):
+    """``source`` with the mutant planted; it must apply exactly once."""
+    count = source.count(mutant.old)
+    if count != 1:
+        raise ValueError(
+            f"mutant {mutant.name!r}: its text occurs {count} times in "
+            f"{mutant.path}, not once; update MUTANTS to the current source."
+        )
+    return source.replace(mutant.old, mutant.new)
+
+
+def run_pytest(copy, tests, timeout):
+    env = {
+        **os.environ,
+        # No bytecode caches: a mutant of the same size written in the same
+        # second as the original could otherwise be served from a stale .pyc.
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": str(copy),
+    }
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+               *tests]
+    start = time.perf_counter()
+    try:
+        result = subprocess.run(command, cwd=copy, env=env, capture_output=True,
+                                text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout", time.perf_counter() - start, ""
+    lines = result.stdout.strip().splitlines()
+    return result.returncode, time.perf_counter() - start, lines[-1] if lines else ""
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="mutants to run")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--timeout", type=float, default=900,
+                        help="seconds per pytest run (default 900)")
+    args = parser.parse_args(argv)
+    if args.list:
+        for mutant in MUTANTS:
+            print(f"{mutant.name:<30} {mutant.path:<30} {mutant.what}")
+        return 0
+    mutants = MUTANTS
+    if args.only:
+        unknown = set(args.only) - {m.name for m in MUTANTS}
+        if unknown:
+            parser.error(f"unknown mutants: {sorted(unknown)}")
+        mutants = [m for m in MUTANTS if m.name in args.only]
+
+    with tempfile.TemporaryDirectory(prefix="samn-mutants-") as tmp:
+        copy = Path(tmp)
+        copy_repository(ROOT, copy)
+        imported = subprocess.run(
+            [sys.executable, "-c", "import sklearn_samn; print(sklearn_samn.__file__)"],
+            cwd=copy, capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONPATH": str(copy)},
+        ).stdout.strip()
+        if not Path(imported).resolve().is_relative_to(copy.resolve()):
+            raise RuntimeError(f"the copy imports sklearn_samn from {imported}")
+        originals = {m.path: (copy / m.path).read_text() for m in mutants}
+        for mutant in mutants:  # fail before any run if one no longer applies
+            apply(mutant, originals[mutant.path])
+
+        test_files = sorted({t for m in mutants for t in m.tests})
+        code, seconds, summary = run_pytest(copy, test_files, args.timeout)
+        print(f"unmutated: {' '.join(test_files)}: "
+              f"{'pass' if code == 0 else 'FAIL'} ({summary}, {seconds:.0f} s)",
+              flush=True)
+        if code != 0:
+            print("the unmutated tests fail: fix them before checking mutants")
+            return 1
+
+        survived = []
+        for mutant in mutants:
+            target = copy / mutant.path
+            target.write_text(apply(mutant, originals[mutant.path]))
+            try:
+                code, seconds, summary = run_pytest(copy, mutant.tests, args.timeout)
+            finally:
+                target.write_text(originals[mutant.path])
+            if code == "timeout":
+                verdict = "timeout"
+            elif code == 0:
+                verdict = "SURVIVED"
+                survived.append(mutant.name)
+            else:
+                verdict = "killed"
+            print(f"{verdict:<9} {mutant.name:<28} {mutant.what} "
+                  f"[{' '.join(mutant.tests)}: {summary}, {seconds:.0f} s]", flush=True)
+    print(f"{len(mutants) - len(survived)} of {len(mutants)} mutants killed"
+          + (f"; survived: {', '.join(survived)}" if survived else ""))
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
