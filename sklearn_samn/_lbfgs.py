@@ -292,7 +292,7 @@ def train_head_lbfgs(
     """
     from ._streaming import RowStream
     from ._threads import torch_threads_for
-    from ._training import _block_rows, build_head, head_state
+    from ._training import _block_rows, build_head, head_state, logit_offset
 
     n_samples, n_features = X.shape
     n_classes = class_count.shape[0]
@@ -310,13 +310,9 @@ def train_head_lbfgs(
 
         def objective(rows, weight):
             counts = np.bincount(y, weights=weight, minlength=n_classes)
-            if loss == "logit_adjusted":
-                offset = np.log(np.maximum(counts / counts.sum(), 1e-12))
-            else:
-                offset = np.zeros(n_classes)
             return HeadObjective(
                 stream, BlockRows(n_samples, block, device, rows), y_t, weight_t,
-                shift_t, inv_scale, offset, counts.sum(),
+                shift_t, inv_scale, logit_offset(loss, counts), counts.sum(),
             )
 
         info = {}

@@ -378,6 +378,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
                 build_head,
                 effective_weights,
                 head_state,
+                logit_offset,
                 train_head,
             )
         except ImportError as error:
@@ -456,7 +457,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
                 sample_weight,
                 shift=shift,
                 scale=scale,
-                logit_offset=_logit_offset(self.loss, train_counts),
+                logit_offset=logit_offset(self.loss, train_counts),
                 solver=self.solver,
                 learning_rate_init=self.learning_rate_init,
                 batch_size=self.batch_size,
@@ -708,15 +709,6 @@ def _usable_directions(directions, random_state):
     if np.any(bad):
         directions[bad] = random_state.standard_normal((bad.sum(), directions.shape[1]))
     return directions
-
-
-def _logit_offset(loss, train_counts):
-    """What the loss adds to the logits: the log of the training prior for the
-    logit-adjusted loss, zeros for plain cross-entropy."""
-    if loss == "logit_adjusted":
-        prior = train_counts / train_counts.sum()
-        return np.log(np.maximum(prior, 1e-12))
-    return np.zeros(train_counts.shape[0])
 
 
 def _initial_state(

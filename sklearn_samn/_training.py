@@ -92,6 +92,17 @@ class PaperHead(torch.nn.Module):
 HEADS = {"invariant": InvariantHead, "paper": PaperHead}
 
 
+def logit_offset(loss, class_weights):
+    """What the loss adds to the logits, from the (weighted) class counts of
+    the rows it is computed on: the log of their prior for the logit-adjusted
+    loss, zeros for plain cross-entropy."""
+    class_weights = np.asarray(class_weights, dtype=np.float64)
+    if loss == "logit_adjusted":
+        prior = class_weights / class_weights.sum()
+        return np.log(np.maximum(prior, 1e-12))
+    return np.zeros(class_weights.shape[0])
+
+
 def build_head(variant, state, counts, *, max_norm=None, device="cpu",
                dtype=torch.float32):
     """Instantiate the head of ``variant`` from a dict of NumPy arrays.
