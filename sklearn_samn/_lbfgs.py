@@ -292,18 +292,20 @@ def train_head_lbfgs(
     """
     from ._streaming import RowStream
     from ._threads import torch_threads_for
-    from ._training import _block_rows, build_head, head_state, logit_offset
+    from ._training import (
+        _block_rows,
+        build_head,
+        head_state,
+        logit_offset,
+        rows_on_device,
+    )
 
     n_samples, n_features = X.shape
     n_classes = class_count.shape[0]
     block = _block_rows(n_samples, n_features, n_classes, device.type)
-    y_t = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
-    weight_t = torch.from_numpy(np.asarray(sample_weight, dtype=np.float32)).to(device)
-    if np.any(shift != 0) or scale != 1:
-        shift_t = torch.as_tensor(shift, dtype=torch.float32, device=device)
-    else:
-        shift_t = None
-    inv_scale = float(1.0 / scale)
+    y_t, weight_t, shift_t, inv_scale = rows_on_device(
+        y, sample_weight, shift, scale, device
+    )
 
     with torch_threads_for(block * n_features * n_classes, device):
         stream = RowStream(X, device, max_rows=block)

@@ -68,7 +68,7 @@ def balanced_accuracy(y, pred, sample_weight):
     return float(np.mean(hits[present] / totals[present]))
 
 
-def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=_PATIENCE, *,
+def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=None, *,
                     forget=None, report=None):
     """Walk the caps of ``grid`` in order; return the best and the path.
 
@@ -81,8 +81,9 @@ def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=_PATIENCE, *,
         (warm-started from its previous cap) and returns its out-of-fold
         predictions as ``(y, pred, sample_weight)``.
     grid : sequence of float
-    patience : int
-        Stop after this many caps in a row that do not beat the best.
+    patience : int or None
+        Stop after this many caps in a row that do not beat the best
+        (``None``: ``_PATIENCE``, read at call time).
     forget : callable or None
         ``forget(max_norm)`` is called once a cap can no longer be chosen, so
         that the caller may drop what it kept for it.
@@ -97,6 +98,8 @@ def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=_PATIENCE, *,
     tried : list of float
     scores : list of float
     """
+    if patience is None:
+        patience = _PATIENCE
     tried, scores = [], []
     best, best_score, worse = None, -np.inf, 0
     for max_norm in grid:

@@ -183,6 +183,26 @@ def _add_block_gradient(xb, yb, wb, weights, logit_bias, shift, inv_scale, row_s
     return weighted_loss
 
 
+def rows_on_device(y, sample_weight, shift, scale, device):
+    """Labels, weights and the standardisation, as the block loops use them.
+
+    Returns
+    -------
+    y_t : torch.Tensor of int64, on ``device``
+    weight_t : torch.Tensor of float32, on ``device``
+    shift_t : torch.Tensor of float32 or None
+        ``None`` when there is nothing to subtract or scale.
+    inv_scale : float
+    """
+    y_t = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
+    weight_t = torch.from_numpy(np.asarray(sample_weight, dtype=np.float32)).to(device)
+    if np.any(shift != 0) or scale != 1:
+        shift_t = torch.as_tensor(shift, dtype=torch.float32, device=device)
+    else:
+        shift_t = None
+    return y_t, weight_t, shift_t, float(1.0 / scale)
+
+
 def _epoch_blocks(n_samples, batch_size, block, generator):
     """The blocks of one pass, grouped into optimiser steps.
 
@@ -271,13 +291,7 @@ def train_head(
     """
     n_samples, n_features = X.shape
     n_classes = len(logit_offset)
-    y_t = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
-    w_t = torch.from_numpy(np.asarray(sample_weight, dtype=np.float32)).to(device)
-    if np.any(shift != 0) or scale != 1:
-        shift_t = torch.as_tensor(shift, dtype=torch.float32, device=device)
-    else:
-        shift_t = None
-    inv_scale = float(1.0 / scale)
+    y_t, w_t, shift_t, inv_scale = rows_on_device(y, sample_weight, shift, scale, device)
     offset_t = torch.as_tensor(logit_offset, dtype=torch.float32, device=device)
     total_weight = float(np.sum(sample_weight, dtype=np.float64))
     mean_weight = total_weight / n_samples
