@@ -4,7 +4,9 @@
 
 For BANKING77-LT and HWU64-LT at IF 100/50/10 and each seed: the out-of-fold balanced
 accuracy of every cap of the grid (``_selection.MAX_NORM_GRID``, the whole path, no
-early stop) with 3 and 5 folds, and the test balanced accuracy of a final fit at every
+early stop) with 3 and 5 folds, with classes that cannot be held out (one sample)
+credited with the recall of the rarest held-out classes (the default) and without
+them, and the test balanced accuracy of a final fit at every
 cap (``SAMNClassifier(max_norm=cap)``). From these curves it reports, per rule, the
 test accuracy of the cap the rule picks: the default (best out-of-fold score, path
 stopped after three caps without improvement), the same without the early stop, each
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import data  # noqa: E402
 
-from sklearn_samn import SAMNClassifier, _selection  # noqa: E402
+from sklearn_samn import SAMNClassifier, _lbfgs, _selection  # noqa: E402
 
 torch.set_num_threads(1)
 DATASETS = ("banking77", "hwu64")
@@ -47,10 +49,14 @@ def curves(X, y, X_test, y_test, seed, folds):
     _selection._PATIENCE = len(grid) + 1  # the whole path
     try:
         for k in folds:
-            clf = SAMNClassifier(device="cpu", random_state=seed, cv=k).fit(X, y)
-            out[f"cv{k}"] = clf.cv_results_["balanced_accuracy"].tolist()
+            for credit in (True, False):
+                _lbfgs._CREDIT_UNSCORED = credit
+                clf = SAMNClassifier(device="cpu", random_state=seed, cv=k).fit(X, y)
+                key = f"cv{k}" if credit else f"cv{k} scored only"
+                out[key] = clf.cv_results_["balanced_accuracy"].tolist()
     finally:
         _selection._PATIENCE = patience
+        _lbfgs._CREDIT_UNSCORED = True
     out["test"] = [
         balanced_accuracy_score(
             y_test,
@@ -78,8 +84,12 @@ def report(rows, folds, seeds, elapsed):
     grid = _selection.MAX_NORM_GRID
     rules = {}
     for k in folds:
-        rules[f"default rule, cv={k}"] = lambda r, k=k: default_pick(r[f"cv{k}"])
-        rules[f"best of the whole path, cv={k}"] = lambda r, k=k: int(np.argmax(r[f"cv{k}"]))
+        for key, what in ((f"cv{k}", "single-sample classes credited"),
+                          (f"cv{k} scored only", "held-out classes only")):
+            rules[f"default rule, cv={k}, {what}"] = \
+                lambda r, key=key: default_pick(r[key])
+            rules[f"best of the whole path, cv={k}, {what}"] = \
+                lambda r, key=key: int(np.argmax(r[key]))
     for i, cap in enumerate(grid):
         rules[f"fixed cap {cap:.3g}"] = lambda r, i=i: i
     rules["oracle (best test accuracy; a ceiling)"] = lambda r: int(np.argmax(r["test"]))
@@ -111,7 +121,7 @@ def report(rows, folds, seeds, elapsed):
     for r in rows:
         lines.append(f"- {r['dataset']} IF {r['IF']} seed {r['seed']}: " + "; ".join(
             f"{key} " + " ".join(f"{100 * v:.1f}" for v in r[key])
-            for key in [f"cv{k}" for k in folds] + ["test"]))
+            for key in [k for k in r if k.startswith("cv")] + ["test"]))
     lines += ["", "</details>", ""]
     return "\n".join(lines)
 

@@ -59,17 +59,37 @@ def long_tail_folds(y, sample_weight, n_folds, random_state):
     return fold
 
 
-def balanced_accuracy(y, pred, sample_weight):
-    """Mean over the classes present in ``y`` of the weighted recall."""
+def balanced_accuracy(y, pred, sample_weight, unscored=None):
+    """Mean over classes of the weighted recall, for classes that can be scored
+    and, with ``unscored``, for those that cannot.
+
+    Parameters
+    ----------
+    y, pred : ndarray of shape (n_samples,)
+        Encoded labels and predictions of the held-out rows.
+    sample_weight : ndarray of shape (n_samples,)
+    unscored : tuple (n_classes, class_count) or None
+        With ``None``: the mean over the classes present in ``y``. Otherwise
+        ``unscored[0]`` more classes count in the mean, classes never held out
+        because they have a single sample; each is credited with the mean
+        recall of the rarest scored classes (smallest ``class_count``), whose
+        held-out rows were predicted from a single training sample too.
+    """
     classes = np.unique(y)
     hits = np.bincount(y, weights=sample_weight * (pred == y))[classes]
     totals = np.bincount(y, weights=sample_weight)[classes]
     present = totals > 0
-    return float(np.mean(hits[present] / totals[present]))
+    recall = hits[present] / totals[present]
+    if unscored is None or unscored[0] == 0:
+        return float(np.mean(recall))
+    n_unscored, class_count = unscored
+    counts = class_count[classes[present]]
+    rarest = recall[counts == counts.min()].mean()
+    return float((recall.sum() + n_unscored * rarest) / (recall.shape[0] + n_unscored))
 
 
 def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=None, *,
-                    forget=None, report=None):
+                    unscored=None, forget=None, report=None):
     """Walk the caps of ``grid`` in order; return the best and the path.
 
     Parameters
@@ -87,6 +107,8 @@ def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=None, *,
     forget : callable or None
         ``forget(max_norm)`` is called once a cap can no longer be chosen, so
         that the caller may drop what it kept for it.
+    unscored : tuple or None
+        Classes that no fold holds out, passed to :func:`balanced_accuracy`.
     report : callable or None
         ``report(max_norm, score)`` after each cap.
 
@@ -105,7 +127,7 @@ def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=None, *,
     for max_norm in grid:
         parts = [evaluate(fold, max_norm) for fold in folds]
         y, pred, weight = (np.concatenate(p) for p in zip(*parts))
-        score = balanced_accuracy(y, pred, weight)
+        score = balanced_accuracy(y, pred, weight, unscored)
         tried.append(max_norm)
         scores.append(score)
         if report is not None:
