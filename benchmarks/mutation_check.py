@@ -78,6 +78,14 @@ MUTANTS = [
         tests=("tests/test_objective.py",),
     ),
     Mutant(
+        name="no-cosine-decay",
+        what="Adam/SGD keep the initial learning rate (cosine decay removed)",
+        path="sklearn_samn/_training.py",
+        old="                    optimizer.step(step_lr * cosine)\n",
+        new="                    optimizer.step(step_lr)\n",
+        tests=("tests/test_samn.py",),
+    ),
+    Mutant(
         name="gradient-test-ignored",
         what="L-BFGS ignores tol and stops only on the loss or max_iter",
         path="sklearn_samn/_lbfgs.py",

@@ -625,3 +625,23 @@ def test_norms_can_separate_from_their_equal_start():
     norms = np.linalg.norm(clf.coef_, axis=1)
     assert_norms_monotone(clf)
     assert norms.max() > norms.min() * 1.01
+
+
+def test_adam_learning_rate_follows_the_cosine_schedule(long_tailed, monkeypatch):
+    # Documented: the learning rate decays from learning_rate_init to zero
+    # along a cosine over the max_iter passes (one step per pass, full batch).
+    from sklearn_samn import _optim
+
+    X, y = long_tailed
+    seen = []
+    original = _optim.Adam.step
+
+    def spy(self, lr):
+        seen.append(lr)
+        return original(self, lr)
+
+    monkeypatch.setattr(_optim.Adam, "step", spy)
+    SAMNClassifier(device="cpu", solver="adam", max_iter=8, tol=None,
+                   learning_rate_init=0.01).fit(X, y)
+    expected = 0.01 * 0.5 * (1 + np.cos(np.pi * np.arange(8) / 8))
+    np.testing.assert_allclose(seen, expected, rtol=1e-12)
