@@ -272,7 +272,9 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         coef_init : array-like of shape (n_classes, n_features), default=None
             Initial weights, e.g. the backbone's own classifier, in the order
             of ``classes_``. For two classes the ``(1, n_features)`` shape of
-            scikit-learn's binary linear models is accepted too.
+            scikit-learn's binary linear models is accepted too. A zero row
+            starts from its class mean's direction instead (an all-zero
+            ``coef_init`` starts where a fit without it does).
         intercept_init : array-like of shape (n_classes,), default=None
             Initial intercepts (``(1,)`` for scikit-learn's binary form).
 
@@ -591,11 +593,27 @@ def _class_means(X, y, sample_weight, n_classes, shift, scale):
     return sums / np.maximum(weights, np.finfo(np.float64).tiny)[:, None]
 
 
-def _usable_directions(directions, random_state):
-    """Replace rows of (near) zero norm by random directions."""
-    directions = np.array(directions, dtype=np.float64)
+def _zero_rows(directions):
+    """Rows of (near) zero norm: no direction to train from."""
     norms = np.linalg.norm(directions, axis=1)
-    bad = norms <= 1e-12 * max(norms.max(), 1e-300)
+    return norms <= 1e-12 * max(norms.max(), 1e-300)
+
+
+def _usable_directions(directions, class_means, random_state):
+    """Replace rows of (near) zero norm by the class means, else at random.
+
+    ``class_means`` is ``None`` or a callable returning the class means in the
+    head's space, called only when some row needs it (it costs a pass over
+    ``X``). A class whose row is zero would otherwise keep a zero weight: its
+    direction gets no gradient and its log-norm starts at minus infinity.
+    Rows whose class mean is zero too get a random direction.
+    """
+    directions = np.array(directions, dtype=np.float64)
+    bad = _zero_rows(directions)
+    if np.any(bad) and class_means is not None:
+        means = class_means()
+        directions[bad] = means[bad]
+        bad &= _zero_rows(means)
     if np.any(bad):
         directions[bad] = random_state.standard_normal((bad.sum(), directions.shape[1]))
     return directions
@@ -605,22 +623,34 @@ def _initial_state(
     variant, init, X, y, sample_weight, n_classes, shift, scale, class_count,
     random_state,
 ):
-    """Initial head parameters, float64 NumPy, in the head's input space."""
+    """Initial head parameters, float64 NumPy, in the head's input space.
+
+    Rows of ``coef_init`` that are zero start from the class mean's direction
+    with the median norm of the other rows (the default norm if all are zero),
+    so an all-zero ``coef_init`` starts where a fit without it does.
+    """
     if init is not None:
         coef, intercept = init
         # Express the given raw-space head in the head's (standardised) space.
         directions = coef * scale
         bias = intercept + coef @ shift
+        zero = _zero_rows(directions)
+        directions = _usable_directions(
+            directions,
+            lambda: _class_means(X, y, sample_weight, n_classes, shift, scale),
+            random_state,
+        )
     else:
         directions = _class_means(X, y, sample_weight, n_classes, shift, scale)
         bias = np.zeros(n_classes)
-    directions = _usable_directions(directions, random_state)
+        directions = _usable_directions(directions, None, random_state)
 
     if variant == "invariant":
-        if init is not None:
+        if init is not None and not zero.all():
             norms = np.linalg.norm(coef * scale, axis=1)
             floor = max(norms.max(), 1.0) * 1e-8
             log_norms = np.log(np.maximum(norms, floor))
+            log_norms[zero] = np.median(log_norms[~zero])
         else:
             log_norms = np.full(n_classes, np.log(_INITIAL_NORM))
         # Unit directions: Adam's steps then move directions and log-norms on

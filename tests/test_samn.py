@@ -222,6 +222,77 @@ def test_paper_variant_warm_start_keeps_its_scalars(long_tailed, fast_clf):
         np.testing.assert_allclose(clf._head_state[key], value, rtol=1e-6, atol=1e-8)
 
 
+@pytest.fixture(scope="module")
+def long_tailed_digits():
+    """Digits: a long-tailed training set (counts 3..78) and the rest to test on."""
+    from sklearn.datasets import load_digits
+
+    from sklearn_samn.datasets import make_long_tailed
+
+    X, y = load_digits(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(y))
+    train, test = order[:900], order[900:]
+    X_lt, y_lt, _ = make_long_tailed(X[train], y[train], imbalance_ratio=20, random_state=0)
+    return X_lt, y_lt, X[test], y[test]
+
+
+def test_regression_zero_coef_init_row_is_trained(long_tailed_digits):
+    # A zero row used to start at log-norm -18 and a random direction, and
+    # stayed there: recall 0 for its class, and the PAVA pool dragged others down.
+    from sklearn.metrics import balanced_accuracy_score, recall_score
+
+    X, y, X_test, y_test = long_tailed_digits
+    reference = SAMNClassifier(device="cpu", random_state=0).fit(X, y)
+    coef = reference.coef_.copy()
+    rare = int(np.argsort(np.bincount(y))[1])  # the second-rarest class
+    coef[rare] = 0
+    clf = SAMNClassifier(device="cpu", random_state=0).fit(
+        X, y, coef_init=coef, intercept_init=reference.intercept_
+    )
+    pred = clf.predict(X_test)
+    assert recall_score(y_test, pred, labels=[rare], average=None)[0] >= 0.8
+    assert balanced_accuracy_score(y_test, pred) >= (
+        balanced_accuracy_score(y_test, reference.predict(X_test)) - 0.03
+    )
+
+
+def test_regression_all_zero_coef_init_starts_where_no_coef_init_does(long_tailed_digits):
+    from sklearn.metrics import balanced_accuracy_score
+
+    X, y, X_test, y_test = long_tailed_digits
+    default = SAMNClassifier(device="cpu", random_state=0).fit(X, y)
+    clf = SAMNClassifier(device="cpu", random_state=0).fit(
+        X, y, coef_init=np.zeros_like(default.coef_)
+    )
+    np.testing.assert_array_equal(clf.coef_, default.coef_)
+    assert balanced_accuracy_score(y_test, clf.predict(X_test)) >= 0.85  # chance: 0.10
+
+
+@pytest.mark.parametrize("variant", ["invariant", "paper"])
+def test_zero_coef_init_row_starts_at_class_mean_with_median_norm(long_tailed, variant):
+    from sklearn_samn._samn import (
+        _class_means,
+        _initial_state,
+        _weighted_centre_and_scale,
+    )
+
+    X, y = long_tailed
+    weight = np.ones(len(y))
+    shift, scale = _weighted_centre_and_scale(X, weight)
+    coef = np.random.default_rng(0).normal(size=(5, X.shape[1])) * np.arange(1, 6)[:, None]
+    coef[2] = 0
+    state = _initial_state(variant, (coef, np.zeros(5)), X, y, weight, 5, shift, scale,
+                           np.bincount(y).astype(float), np.random.RandomState(0))
+    means = _class_means(X, y, weight, 5, shift, scale)
+    start = state["directions"][2]
+    cosine = start @ means[2] / (np.linalg.norm(start) * np.linalg.norm(means[2]))
+    assert cosine == pytest.approx(1.0)
+    if variant == "invariant":
+        given = np.log(np.linalg.norm(coef * scale, axis=1))
+        assert state["log_norms"][2] == pytest.approx(np.median(np.delete(given, 2)))
+        np.testing.assert_allclose(np.delete(state["log_norms"], 2), np.delete(given, 2))
+
+
 def test_binary_coef_init_in_sklearn_form(fast_clf):
     X, y = make_long_tailed_blobs(counts=(40, 10))
     coef = np.ones((1, X.shape[1]))
