@@ -292,6 +292,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
                 finite_block(np.asarray(X[rows]))
         else:
             X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        _check_float32_range(X)
         check_classification_targets(y)
         classes, y_encoded = np.unique(y, return_inverse=True)
         if classes.shape[0] < 2:
@@ -544,6 +545,25 @@ def _check_init(coef_init, intercept_init, n_classes, n_features):
         coef = np.vstack([-coef / 2, coef / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
     return coef, intercept
+
+
+def _check_float32_range(X):
+    """Refuse finite values of ``X`` that float32, in which training computes,
+    cannot hold; read block by block, without a copy of ``X``."""
+    if np.dtype(X.dtype).itemsize <= 4 or np.dtype(X.dtype).kind not in "fc":
+        return  # float16/32 and all integers fit in float32's range
+    limit = float(np.finfo(np.float32).max)
+    for rows in _chunks(X.shape[0], X.shape[1]):
+        block = np.asarray(X[rows])
+        largest = max(abs(float(block.max())), abs(float(block.min())))
+        if largest > limit:
+            raise ValueError(
+                f"X holds values up to {largest:.3g} in absolute value, beyond the "
+                f"range of float32 (about {limit:.2g}), in which training computes. "
+                "Rescale X, for example divide it by its largest absolute value; "
+                "with variant='invariant' (the default) the fit does not depend on "
+                "the scale of X."
+            )
 
 
 def _chunks(n_rows, width, *, share=None):

@@ -505,6 +505,49 @@ def test_default_is_scale_invariant(long_tailed, fast_clf, factor):
     assert scaled.score(X * factor, y) > 0.9
 
 
+def _refuse_training(*args, **kwargs):
+    raise AssertionError("training started")
+
+
+@pytest.mark.parametrize("container", ["ndarray", "memmap"])
+def test_regression_X_beyond_float32_range_is_a_clear_error_before_training(
+    long_tailed, fast_clf, monkeypatch, tmp_path, container
+):
+    # Training casts blocks to float32: 1e200 became inf, and the fit failed
+    # later with "Training diverged ... Lower learning_rate_init".
+    monkeypatch.setattr("sklearn_samn._training.train_head", _refuse_training)
+    X, y = long_tailed
+    X = X * 1e200
+    if container == "memmap":
+        path = tmp_path / "X.f64"
+        X.tofile(path)
+        X = np.memmap(path, dtype=np.float64, mode="r", shape=X.shape)
+    with pytest.raises(ValueError, match=r"beyond the range of float32 \(about 3.4e\+38\)"
+                       r".*Rescale X"):
+        fast_clf().fit(X, y)
+
+
+def test_one_value_beyond_float32_range_in_the_last_block_is_found(
+    long_tailed, fast_clf, monkeypatch
+):
+    monkeypatch.setattr("sklearn_samn._samn._CHUNK_BYTES", 64 * 8 * 8)  # 64-row blocks
+    X, y = long_tailed
+    X = X.copy()
+    X[-1, -1] = -4e38
+    with pytest.raises(ValueError, match="values up to 4e\\+38"):
+        fast_clf().fit(X, y)
+
+
+def test_X_large_but_within_float32_range_fits_as_unscaled(long_tailed, fast_clf):
+    X, y = long_tailed
+    base = fast_clf().fit(X, y)
+    scaled = fast_clf().fit(X * 1e30, y)
+    np.testing.assert_allclose(
+        scaled.predict_proba(X * 1e30), base.predict_proba(X), atol=1e-4
+    )
+    assert scaled.score(X * 1e30, y) == base.score(X, y)
+
+
 def test_convergence_warning_and_tol(long_tailed):
     X, y = long_tailed
     # By default max_iter is the length of the learning-rate schedule: no

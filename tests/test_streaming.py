@@ -215,3 +215,15 @@ def test_scoring_many_rows_allocates_chunks_not_an_n_by_c_matrix(method, monkeyp
     tracemalloc.stop()
     n_by_c = n_rows * n_classes * 8  # 32 MB
     assert peak - result.nbytes < 8 << 20 < n_by_c
+
+
+def test_float32_range_check_reads_a_sliceable_X_in_blocks(monkeypatch):
+    monkeypatch.setattr("sklearn_samn._samn._CHUNK_BYTES", 64 * 8 * 8)  # 64-row blocks
+    monkeypatch.setattr("sklearn_samn._training.train_head", None)  # never reached
+    X, y = make_long_tailed_blobs()
+    X[-1, 0] = 1e39
+    sliceable = Sliceable(X)
+    with pytest.raises(ValueError, match="beyond the range of float32"):
+        SAMNClassifier(device="cpu").fit(sliceable, y)
+    assert all(isinstance(rows, slice) and rows.stop - rows.start <= 64
+               for rows in sliceable.reads)
