@@ -120,7 +120,8 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         training set does not follow the natural distribution (for example a
         re-sampled or balanced subset of long-tailed data). An array in the
         order of ``classes_`` or a dict mapping every label to its count.
-        ``None`` uses the (sample-weighted) counts of ``y``. The logit-adjusted
+        ``None`` uses the (sample-weighted) counts of ``y``, with counts
+        that differ only by rounding (balanced weights) taken as equal. The logit-adjusted
         loss always uses the distribution of the training set itself.
 
     warm_start : bool, default=False
@@ -511,8 +512,26 @@ def _check_sample_weight(sample_weight, n_samples):
 
 def _check_class_counts(class_counts, classes, train_counts):
     if class_counts is None:
-        return train_counts.astype(np.float64)
+        return _tie_rounding_noise(train_counts.astype(np.float64))
     return class_counts_array(class_counts, classes.tolist())
+
+
+def _tie_rounding_noise(counts, rtol=1e-9):
+    """Weighted counts that differ by summation rounding only, made equal.
+
+    ``compute_sample_weight("balanced", y)`` gives every class the same
+    weighted count up to about 1e-13: left as they are, those last bits
+    would order the classes and the monotone constraint would follow them.
+    Counts within ``rtol`` of their neighbour in sorted order become their
+    group's mean (integer counts, the unweighted case, never change).
+    """
+    order = np.argsort(counts, kind="stable")
+    ranked = counts[order]
+    gaps = np.diff(ranked) > rtol * max(ranked[-1], np.finfo(np.float64).tiny)
+    group = np.concatenate([[0], np.cumsum(gaps)])
+    tied = np.empty_like(counts)
+    tied[order] = (np.bincount(group, weights=ranked) / np.bincount(group))[group]
+    return tied
 
 
 def _check_init(coef_init, intercept_init, n_classes, n_features):
