@@ -13,7 +13,9 @@ under two policies, interleaved run by run:
 - old: the process's torch threads (split among concurrent fits; one thread
   for small products), i.e. ``sklearn_samn._threads.free_cores`` disabled;
 - new: the same, capped by the cores other processes leave free at the start
-  of the fit (``free_cores``, a 30 ms sample of ``/proc/stat``).
+  of the fit (``free_cores``, a 30 ms sample of ``/proc/stat``);
+- one: one torch thread whatever the load (what ``new`` chooses when it sees
+  a core taken), to show what it costs when it is wrong.
 
 The report gives the median and the fastest of the repeats, the torch threads
 each fit ran on, and ``/proc/loadavg`` before and after each block of runs:
@@ -42,6 +44,7 @@ sys.path.insert(0, str(ROOT))  # the package beside this script, not an installe
 from sklearn_samn import SAMNClassifier, _threads  # noqa: E402
 
 SHAPES = {"small": (10_847, 64, 100), "large": (20_000, 256, 100)}
+POLICIES = ("old", "new", "one")
 QUICK_SHAPES = {"small": (4_000, 128, 50), "large": (6_000, 192, 60)}
 
 
@@ -74,6 +77,8 @@ def timed_fit(X, y, max_iter, policy):
     _threads.fit_thread_count = record
     if policy == "old":
         _threads.free_cores = lambda: None
+    elif policy == "one":
+        _threads.free_cores = lambda: 1
     try:
         start = time.perf_counter()
         SAMNClassifier(device="cpu", random_state=0, max_iter=max_iter).fit(X, y)
@@ -84,9 +89,9 @@ def timed_fit(X, y, max_iter, policy):
 
 def measure(X, y, max_iter, repeats):
     """{policy: (times, threads)}, the policies interleaved run by run."""
-    results = {"old": ([], set()), "new": ([], set())}
+    results = {policy: ([], set()) for policy in POLICIES}
     for _ in range(repeats):
-        for policy in ("old", "new"):
+        for policy in POLICIES:
             seconds, threads = timed_fit(X, y, max_iter, policy)
             results[policy][0].append(seconds)
             results[policy][1].add(threads)
@@ -125,7 +130,7 @@ def main(argv=None):
                     spinner.wait()
             figures[condition + "_load"] = (load_before, load_after)
         for condition in ("idle", "busy"):
-            for policy in ("old", "new"):
+            for policy in POLICIES:
                 times, threads = figures[condition][policy]
                 idle_median = statistics.median(figures["idle"][policy][0])
                 rows.append((
@@ -135,7 +140,7 @@ def main(argv=None):
                     " ".join(figures[condition + "_load"][0]),
                     " ".join(figures[condition + "_load"][1]),
                 ))
-            print(rows[-2], rows[-1], sep="\n", flush=True)
+            print(*rows[-len(POLICIES):], sep="\n", flush=True)
 
     command = shlex.join(["python", "benchmarks/threads.py",
                           *(sys.argv[1:] if argv is None else argv)])
@@ -150,7 +155,7 @@ def main(argv=None):
         f"{platform.machine()}, {os.cpu_count()} cores, affinity "
         f"{len(_threads._allowed_cpus())}, torch default threads {torch.get_num_threads()}",
         f"- default fits (`SAMNClassifier(device='cpu', max_iter={max_iter})`) on synthetic "
-        f"float32 features; {repeats} runs per cell, old and new interleaved; "
+        f"float32 features; {repeats} runs per cell, the policies interleaved; "
         "`busy`: one subprocess spinning `while True: pass`",
         "- `x idle`: median time over the same policy's idle median. `load`: "
         "`/proc/loadavg` (1, 5, 15-min averages, running/total tasks) before and "

@@ -27,8 +27,9 @@ threads include one on that core runs at that thread's share of it: 2.7-4.1x
 its idle time with 2 threads on 2 cores and one core taken, against 1.03x
 with one thread (``benchmarks/THREADS.md``). So a fit that would use more than
 one thread first counts the cores of its affinity that other processes leave
-free (:func:`free_cores`, a short sample of ``/proc/stat``) and uses at most
-that many. The count is taken once, when the fit starts.
+free (:func:`free_cores`: none busy in ``/proc/loadavg``'s run queue, else a
+30 ms sample of ``/proc/stat``) and uses at most that many. The count is
+taken once, when the fit starts.
 """
 
 import contextlib
@@ -124,12 +125,31 @@ def _cpu_times():
     return cpus, int(own[11]) + int(own[12])
 
 
+def _others_running():
+    """Tasks running or waiting for a core now, this process's own threads
+    left out (``/proc/loadavg``); ``None`` without ``/proc``."""
+    try:
+        with open("/proc/loadavg") as handle:
+            running = int(handle.read().split()[3].split("/")[0])
+        tasks = os.listdir("/proc/self/task")
+    except (OSError, ValueError, IndexError):
+        return None
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/stat") as handle:
+                running -= handle.read().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            continue  # the thread ended meanwhile
+    return running
+
+
 def free_cores(seconds=_PROBE_SECONDS):
     """Cores of this process's affinity that other processes leave free, now.
 
-    Linux: the busy time of those cores over ``seconds`` (``/proc/stat``),
-    less this process's own; a core counts as taken when other work keeps it
-    busy more than half the time. Elsewhere: the 1-minute load average
+    Linux: when nothing but this process runs (``/proc/loadavg``), every
+    core, at once; otherwise the busy time of those cores over ``seconds``
+    (``/proc/stat``), less this process's own; a core counts as taken when
+    other work keeps it busy more than half the time. Elsewhere: the 1-minute load average
     (``os.getloadavg``), which includes this process's recent work, so it
     errs towards fewer threads. Without either, every core counts as free.
 
@@ -144,6 +164,9 @@ def free_cores(seconds=_PROBE_SECONDS):
         Between 0 and the number of cores the process may use.
     """
     cpus = _allowed_cpus()
+    others = _others_running()
+    if others is not None and others <= 0:
+        return len(cpus)
     before = _cpu_times()
     if before is not None:
         time.sleep(seconds)

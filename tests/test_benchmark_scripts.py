@@ -72,8 +72,8 @@ def test_threads_benchmark_quick_run_writes_its_table(tmp_path):
     assert "Command: `python benchmarks/threads.py --quick --out" in report
     table = [line for line in report.splitlines() if line.startswith("| small") or
              line.startswith("| large")]
-    assert len(table) == 8  # 2 shapes x idle/busy x old/new
+    assert len(table) == 12  # 2 shapes x idle/busy x old/new/one
     for line in table:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        assert cells[1] in ("idle", "busy") and cells[2] in ("old", "new")
+        assert cells[1] in ("idle", "busy") and cells[2] in ("old", "new", "one")
         assert float(cells[4]) > 0 and float(cells[6]) > 0

@@ -70,6 +70,7 @@ def _fake_proc(monkeypatch, cpus, before, after, own=(0, 0)):
     """/proc/stat snapshots {cpu: (busy, total)} around the probe's sleep."""
     snapshots = iter([(before, own[0]), (after, own[1])])
     monkeypatch.setattr(_threads, "_allowed_cpus", lambda: cpus)
+    monkeypatch.setattr(_threads, "_others_running", lambda: 1)
     monkeypatch.setattr(_threads, "_cpu_times", lambda: next(snapshots))
     monkeypatch.setattr(_threads.time, "sleep", lambda seconds: None)
 
@@ -94,9 +95,21 @@ def test_free_cores_counts_cores_other_processes_keep_busy(
     assert _threads.free_cores() == expected
 
 
+def test_free_cores_with_nothing_else_running_answers_at_once(monkeypatch):
+    def refuse():
+        raise AssertionError("sampled /proc/stat")
+
+    monkeypatch.setattr(_threads, "_allowed_cpus", lambda: [0, 1])
+    monkeypatch.setattr(_threads, "_others_running", lambda: 0)
+    monkeypatch.setattr(_threads, "_cpu_times", refuse)
+    monkeypatch.setattr(_threads.time, "sleep", refuse)
+    assert _threads.free_cores() == 2
+
+
 @pytest.mark.parametrize("load, expected", [(0.1, 2), (1.2, 1), (3.0, 0)])
 def test_free_cores_without_proc_stat_uses_the_load_average(monkeypatch, load, expected):
     monkeypatch.setattr(_threads, "_allowed_cpus", lambda: [0, 1])
+    monkeypatch.setattr(_threads, "_others_running", lambda: None)
     monkeypatch.setattr(_threads, "_cpu_times", lambda: None)
     monkeypatch.setattr(_threads.os, "getloadavg", lambda: (load, load, load))
     assert _threads.free_cores() == expected
@@ -107,6 +120,7 @@ def test_free_cores_without_any_load_figure_counts_every_core(monkeypatch):
         raise OSError("no load average here")
 
     monkeypatch.setattr(_threads, "_allowed_cpus", lambda: [0, 1, 2])
+    monkeypatch.setattr(_threads, "_others_running", lambda: None)
     monkeypatch.setattr(_threads, "_cpu_times", lambda: None)
     monkeypatch.setattr(_threads.os, "getloadavg", no_load)
     assert _threads.free_cores() == 3
@@ -120,6 +134,7 @@ def test_free_cores_sees_a_spinning_process():
     try:
         time.sleep(0.3)
         # However busy the machine is otherwise, the spinner takes a core.
+        assert _threads._others_running() >= 1
         assert _threads.free_cores(seconds=0.2) <= n_cpus - 1
     finally:
         spinner.kill()
