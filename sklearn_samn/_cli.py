@@ -13,34 +13,111 @@ from ._persistence import load, save
 from ._samn import SAMNClassifier
 from .metrics import shot_accuracy
 
-_X_KEYS = ("X", "X_train", "X_test")
-_Y_KEYS = ("y", "y_train", "y_test")
+# Which arrays of an .npz each command reads: "fit" the training pair,
+# "predict" and "evaluate" the test pair; X always pairs with y, X_train with
+# y_train, X_test with y_test.
+_ROLE_KEYS = {"train": ("X", "X_train"), "test": ("X", "X_test")}
+_OTHER_ROLE = {"train": "test", "test": "train"}
 
 
 class CommandError(Exception):
     """A problem to report in one line, without a traceback."""
 
 
-def _load_arrays(path, *, need_y):
-    """``(X, y)`` from an ``.npz`` with arrays named X/y (or X_train/y_train, ...)."""
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors in one line like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _pair(key):
+    """The other half of a pair: X_train <-> y_train, X <-> y."""
+    head, sep, suffix = key.partition("_")
+    other = {"X": "y", "y": "X"}.get(head)
+    return None if other is None else other + sep + suffix
+
+
+def _found(files):
+    return ", ".join(sorted(files)) or "nothing"
+
+
+def _choose_keys(path, files, *, role, need_y, x_key, y_key):
+    """The names of the features and labels arrays to read, or a clear error."""
+    hint = "name the arrays with --x-key" + (" and --y-key" if need_y else "")
+    for option, key in (("--x-key", x_key), ("--y-key", y_key)):
+        if key is not None and key not in files:
+            raise CommandError(
+                f"{path}: no array named {key!r} ({option}); found {_found(files)}."
+            )
+    if x_key is None:
+        x_key = _role_features(path, files, role, with_y=need_y and y_key is None,
+                               hint=hint)
+    if not need_y or y_key is not None:
+        return x_key, y_key
+    y_key = _pair(x_key)
+    if y_key is None or y_key not in files:
+        strays = sorted(k for k in files if k == "y" or k.startswith("y_"))
+        if strays:
+            raise CommandError(
+                f"{path}: mismatched pair: {x_key} with {' / '.join(strays)}; "
+                f"{x_key} goes with {y_key}; {hint} to pair them anyway."
+            )
+        raise CommandError(
+            f"{path}: no labels array; expected one named {y_key} to go with "
+            f"{x_key} (found {_found(files)})."
+        )
+    return x_key, y_key
+
+
+def _role_features(path, files, role, *, with_y, hint):
+    """The features array of ``role``: the plain name or the role's suffixed one."""
+    plain, suffixed = _ROLE_KEYS[role]
+    plain_names, suffixed_names = [plain], [suffixed]
+    if with_y:
+        plain_names.append(_pair(plain))
+        suffixed_names.append(_pair(suffixed))
+    found_plain = [k for k in plain_names if k in files]
+    found_suffixed = [k for k in suffixed_names if k in files]
+    if found_plain and found_suffixed:
+        raise CommandError(
+            f"{path}: ambiguous: holds both {'/'.join(found_plain)} and "
+            f"{'/'.join(found_suffixed)}; "
+            f"{hint} (e.g. --x-key {suffixed})."
+        )
+    if plain in files:
+        return plain
+    if suffixed in files:
+        return suffixed
+    other = _ROLE_KEYS[_OTHER_ROLE[role]][1]
+    if other in files:
+        raise CommandError(
+            f"{path}: holds {other} but no {role} features; this command reads "
+            f"{plain} or {suffixed}; {hint} to use {other}."
+        )
+    raise CommandError(
+        f"{path}: no features array; expected one named {plain} or {suffixed} "
+        f"(found {_found(files)})."
+    )
+
+
+def _load_arrays(path, *, role, need_y, x_key=None, y_key=None):
+    """``(X, y)`` from an ``.npz``: the ``role`` ("train" or "test") pair.
+
+    ``fit`` reads X/y or X_train/y_train, ``predict`` and ``evaluate`` read
+    X/y or X_test/y_test; ``x_key``/``y_key`` (the ``--x-key``/``--y-key``
+    options) name other arrays.
+    """
     if Path(path).is_file() and not zipfile.is_zipfile(path):
         raise CommandError(f"{path}: not a readable .npz file (not a zip archive).")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            files = set(archive.files)
-            x_key = next((k for k in _X_KEYS if k in files), None)
-            y_key = next((k for k in _Y_KEYS if k in files), None)
-            if x_key is None:
-                raise CommandError(
-                    f"{path}: no features array; expected one named "
-                    f"{' or '.join(_X_KEYS)} (found {sorted(files) or 'nothing'})."
-                )
-            if need_y and y_key is None:
-                raise CommandError(
-                    f"{path}: no labels array; expected one named {' or '.join(_Y_KEYS)}."
-                )
+            x_key, y_key = _choose_keys(
+                path, set(archive.files), role=role, need_y=need_y,
+                x_key=x_key, y_key=y_key,
+            )
             X = archive[x_key]
-            y = archive[y_key] if y_key is not None else None
+            y = archive[y_key] if need_y else None
     except FileNotFoundError:
         raise CommandError(f"{path}: no such file.") from None
     except (zipfile.BadZipFile, OSError, EOFError) as error:
@@ -48,11 +125,18 @@ def _load_arrays(path, *, need_y):
     except ValueError as error:
         raise CommandError(f"{path}: cannot read it without pickle ({error}).") from None
     if X.ndim != 2:
-        raise CommandError(f"{path}: features must be 2-D (samples x features); got shape {X.shape}.")
+        raise CommandError(
+            f"{path}: {x_key} must be 2-D (samples x features); got shape {X.shape}."
+        )
     if y is not None and y.shape != (X.shape[0],):
         raise CommandError(
-            f"{path}: {X.shape[0]} rows of features but labels of shape {y.shape}."
+            f"{path}: {X.shape[0]} rows of features ({x_key}) but labels ({y_key}) "
+            f"of shape {y.shape}."
         )
+    if X.dtype.kind in "fc" and not np.all(np.isfinite(X)):
+        row = int(np.flatnonzero(~np.all(np.isfinite(X), axis=1))[0])
+        kind = "NaN" if np.isnan(X).any() else "infinity"
+        raise CommandError(f"{path}: {x_key} contains {kind} (first in row {row}).")
     return X, y
 
 
@@ -94,23 +178,30 @@ def _parse_params(pairs):
 
 
 def _thresholds(text):
+    """``--thresholds``: "thirds" or MANY,FEW with FEW <= MANY."""
     if text == "thirds":
         return "thirds"
+    usage = f"--thresholds takes 'thirds' or MANY,FEW (e.g. 100,20); got {text!r}"
     try:
         many, few = (float(v) for v in text.split(","))
     except ValueError:
+        raise CommandError(f"{usage}.") from None
+    if not (np.isfinite(many) and np.isfinite(few)):
+        raise CommandError(f"{usage}: both must be finite numbers.")
+    if few > many:
         raise CommandError(
-            f"--thresholds takes 'thirds' or MANY,FEW (e.g. 100,20); got {text!r}."
-        ) from None
+            f"{usage}: FEW must not exceed MANY (the many-shot threshold comes first)."
+        )
     return (many, few)
 
 
 def _cmd_fit(args):
-    X, y = _load_arrays(args.train, need_y=True)
+    X, y = _load_arrays(args.train, role="train", need_y=True,
+                        x_key=args.x_key, y_key=args.y_key)
     params = _parse_params(args.set)
     try:
         clf = SAMNClassifier(**params).fit(X, y)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, FloatingPointError, ImportError) as error:
         raise CommandError(f"fit failed: {error}") from None
     try:
         save(clf, args.out)
@@ -124,8 +215,11 @@ def _cmd_fit(args):
 
 
 def _cmd_predict(args):
+    if args.proba and not args.out:
+        raise CommandError("--proba writes class probabilities to a .npy file; "
+                           "give the file with --out FILE.")
     model = _load_model(args.model)
-    X, _ = _load_arrays(args.data, need_y=False)
+    X, _ = _load_arrays(args.data, role="test", need_y=False, x_key=args.x_key)
     _check_features(model, X, args.data)
     try:
         pred = model.predict(X)
@@ -146,13 +240,15 @@ def _cmd_predict(args):
 
 
 def _cmd_evaluate(args):
+    thresholds = _thresholds(args.thresholds)
     model = _load_model(args.model)
-    X, y = _load_arrays(args.data, need_y=True)
+    X, y = _load_arrays(args.data, role="test", need_y=True,
+                        x_key=args.x_key, y_key=args.y_key)
     _check_features(model, X, args.data)
     try:
         scores = shot_accuracy(
             y, model.predict(X), class_counts=model.class_count_,
-            labels=model.classes_, thresholds=_thresholds(args.thresholds),
+            labels=model.classes_, thresholds=thresholds,
         )
     except ValueError as error:
         raise CommandError(f"{args.data}: {error}") from None
@@ -167,8 +263,17 @@ def _cmd_demo(args):
     run_demo(picture=args.picture, out=sys.stdout)
 
 
+def _add_key_options(parser, pair, *, y=True):
+    parser.add_argument("--x-key", metavar="NAME",
+                        help=f"name of the features array in the .npz (default: X or {pair[0]})")
+    if y:
+        parser.add_argument("--y-key", metavar="NAME",
+                            help=f"name of the labels array (default: the one paired "
+                                 f"with the features: y or {pair[1]})")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m sklearn_samn",
         description="Long-tailed classifier heads with monotone weight norms (SAMN).",
     )
@@ -179,28 +284,35 @@ def build_parser():
                       help="where to write the picture (default: samn_demo.png; '' for none)")
     demo.set_defaults(func=_cmd_demo)
 
-    fit = sub.add_parser("fit", help="fit a head on TRAIN.npz (arrays X and y) and save it")
-    fit.add_argument("train", help=".npz with X (n_samples x n_features) and y")
+    fit = sub.add_parser("fit", help="fit a head on TRAIN.npz (X/y or X_train/y_train) and save it")
+    fit.add_argument("train", help=".npz with X (n_samples x n_features) and y, or X_train and y_train")
     fit.add_argument("--out", required=True, help="model file to write (no pickle)")
     fit.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="a SAMNClassifier parameter, e.g. --set max_iter=200 (repeatable)")
+    _add_key_options(fit, ("X_train", "y_train"))
     fit.set_defaults(func=_cmd_fit)
 
-    predict = sub.add_parser("predict", help="predict labels for X.npz")
+    predict = sub.add_parser("predict", help="predict labels for X.npz (X or X_test)")
     predict.add_argument("model", help="model file written by 'fit' or sklearn_samn.save")
-    predict.add_argument("data", help=".npz with X")
+    predict.add_argument("data", help=".npz with X or X_test")
     predict.add_argument("--out", help="write a .npy instead of printing one label per line")
     predict.add_argument("--proba", action="store_true",
                          help="with --out: write class probabilities (columns in classes_ order)")
+    _add_key_options(predict, ("X_test", "y_test"), y=False)
     predict.set_defaults(func=_cmd_predict)
 
     evaluate = sub.add_parser("evaluate", help="balanced and many/medium/few accuracy on TEST.npz")
     evaluate.add_argument("model", help="model file")
-    evaluate.add_argument("data", help=".npz with X and y")
+    evaluate.add_argument("data", help=".npz with X and y, or X_test and y_test")
     evaluate.add_argument("--thresholds", default="100,20",
                           help="MANY,FEW training-count thresholds or 'thirds' (default 100,20)")
+    _add_key_options(evaluate, ("X_test", "y_test"))
     evaluate.set_defaults(func=_cmd_evaluate)
     return parser
+
+
+def _one_line(text):
+    return " ".join(str(text).split())
 
 
 def main(argv=None):
@@ -210,7 +322,7 @@ def main(argv=None):
     try:
         args.func(args)
     except CommandError as error:
-        print(f"sklearn_samn {args.command}: error: {error}", file=sys.stderr)
+        print(f"sklearn_samn {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 1
     if args.command == "demo":
         print(f"demo done in {time.perf_counter() - start:.1f} s")

@@ -14,6 +14,7 @@ purpose can recompute it. Trust a model file as much as its source.
 
 import hashlib
 import json
+import os
 import zipfile
 from numbers import Integral, Real
 
@@ -172,6 +173,13 @@ def _corrupt(path, why):
     return ValueError(f"{path} is not a valid sklearn-samn model file: {why}")
 
 
+def _not_a_model(path, why):
+    return ValueError(
+        f"{path} is not a sklearn-samn model file ({why}); model files are "
+        "written by sklearn_samn.save or 'python -m sklearn_samn fit'."
+    )
+
+
 def load(path):
     """Load a :class:`SAMNClassifier` saved by :func:`save`.
 
@@ -211,12 +219,25 @@ def load(path):
     >>> clf.classes_.tolist(), clf.coef_.shape
     ([0, 1, 2], (3, 13))
     """
+    # np.load reads anything that is not a zip or .npy file as a pickle, and
+    # its refusal then suggests allow_pickle: say what the file is not instead.
+    if isinstance(path, (str, os.PathLike)) and os.path.isfile(path):
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+        if magic != b"PK\x03\x04":
+            raise _not_a_model(path, "it is not an .npz archive")
     try:
         with np.load(path, allow_pickle=False) as archive:
             contents = {name: archive[name] for name in archive.files}
     except FileNotFoundError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise _corrupt(
+                path, "it holds an object array, which only pickle can read"
+            ) from None
+        raise _corrupt(path, f"it cannot be read as an archive ({error})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as error:
         raise _corrupt(path, f"it cannot be read as an archive ({error})") from None
     if "__meta__" not in contents:
         raise _corrupt(path, "it holds no sklearn-samn metadata")

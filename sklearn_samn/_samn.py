@@ -158,7 +158,8 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         training set does not follow the natural distribution (for example a
         re-sampled or balanced subset of long-tailed data). An array in the
         order of ``classes_`` or a dict mapping every label to its count.
-        ``None`` uses the (sample-weighted) counts of ``y``. The logit-adjusted
+        ``None`` uses the (sample-weighted) counts of ``y``, with counts
+        that differ only by rounding (balanced weights) taken as equal. The logit-adjusted
         loss always uses the distribution of the training set itself.
 
     warm_start : bool, default=False
@@ -338,7 +339,9 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         coef_init : array-like of shape (n_classes, n_features), default=None
             Initial weights, e.g. the backbone's own classifier, in the order
             of ``classes_``. For two classes the ``(1, n_features)`` shape of
-            scikit-learn's binary linear models is accepted too.
+            scikit-learn's binary linear models is accepted too. A zero row
+            starts from its class mean's direction instead (an all-zero
+            ``coef_init`` starts where a fit without it does).
         intercept_init : array-like of shape (n_classes,), default=None
             Initial intercepts (``(1,)`` for scikit-learn's binary form).
 
@@ -356,6 +359,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
                 finite_block(np.asarray(X[rows]))
         else:
             X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        _check_float32_range(X)
         check_classification_targets(y)
         classes, y_encoded = np.unique(y, return_inverse=True)
         if classes.shape[0] < 2:
@@ -618,8 +622,26 @@ def _check_sample_weight(sample_weight, n_samples):
 
 def _check_class_counts(class_counts, classes, train_counts):
     if class_counts is None:
-        return train_counts.astype(np.float64)
+        return _tie_rounding_noise(train_counts.astype(np.float64))
     return class_counts_array(class_counts, classes.tolist())
+
+
+def _tie_rounding_noise(counts, rtol=1e-9):
+    """Weighted counts that differ by summation rounding only, made equal.
+
+    ``compute_sample_weight("balanced", y)`` gives every class the same
+    weighted count up to about 1e-13: left as they are, those last bits
+    would order the classes and the monotone constraint would follow them.
+    Counts within ``rtol`` of their neighbour in sorted order become their
+    group's mean (integer counts, the unweighted case, never change).
+    """
+    order = np.argsort(counts, kind="stable")
+    ranked = counts[order]
+    gaps = np.diff(ranked) > rtol * max(ranked[-1], np.finfo(np.float64).tiny)
+    group = np.concatenate([[0], np.cumsum(gaps)])
+    tied = np.empty_like(counts)
+    tied[order] = (np.bincount(group, weights=ranked) / np.bincount(group))[group]
+    return tied
 
 
 def _check_init(coef_init, intercept_init, n_classes, n_features):
@@ -652,6 +674,25 @@ def _check_init(coef_init, intercept_init, n_classes, n_features):
         coef = np.vstack([-coef / 2, coef / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
     return coef, intercept
+
+
+def _check_float32_range(X):
+    """Refuse finite values of ``X`` that float32, in which training computes,
+    cannot hold; read block by block, without a copy of ``X``."""
+    if np.dtype(X.dtype).itemsize <= 4 or np.dtype(X.dtype).kind not in "fc":
+        return  # float16/32 and all integers fit in float32's range
+    limit = float(np.finfo(np.float32).max)
+    for rows in _chunks(X.shape[0], X.shape[1]):
+        block = np.asarray(X[rows])
+        largest = max(abs(float(block.max())), abs(float(block.min())))
+        if largest > limit:
+            raise ValueError(
+                f"X holds values up to {largest:.3g} in absolute value, beyond the "
+                f"range of float32 (about {limit:.2g}), in which training computes. "
+                "Rescale X, for example divide it by its largest absolute value; "
+                "with variant='invariant' (the default) the fit does not depend on "
+                "the scale of X."
+            )
 
 
 def _chunks(n_rows, width, *, share=None):
@@ -701,11 +742,27 @@ def _class_means(X, y, sample_weight, n_classes, shift, scale):
     return sums / np.maximum(weights, np.finfo(np.float64).tiny)[:, None]
 
 
-def _usable_directions(directions, random_state):
-    """Replace rows of (near) zero norm by random directions."""
-    directions = np.array(directions, dtype=np.float64)
+def _zero_rows(directions):
+    """Rows of (near) zero norm: no direction to train from."""
     norms = np.linalg.norm(directions, axis=1)
-    bad = norms <= 1e-12 * max(norms.max(), 1e-300)
+    return norms <= 1e-12 * max(norms.max(), 1e-300)
+
+
+def _usable_directions(directions, class_means, random_state):
+    """Replace rows of (near) zero norm by the class means, else at random.
+
+    ``class_means`` is ``None`` or a callable returning the class means in the
+    head's space, called only when some row needs it (it costs a pass over
+    ``X``). A class whose row is zero would otherwise keep a zero weight: its
+    direction gets no gradient and its log-norm starts at minus infinity.
+    Rows whose class mean is zero too get a random direction.
+    """
+    directions = np.array(directions, dtype=np.float64)
+    bad = _zero_rows(directions)
+    if np.any(bad) and class_means is not None:
+        means = class_means()
+        directions[bad] = means[bad]
+        bad &= _zero_rows(means)
     if np.any(bad):
         directions[bad] = random_state.standard_normal((bad.sum(), directions.shape[1]))
     return directions
@@ -715,22 +772,34 @@ def _initial_state(
     variant, init, X, y, sample_weight, n_classes, shift, scale, class_count,
     random_state, initial_norm=None,
 ):
-    """Initial head parameters, float64 NumPy, in the head's input space."""
+    """Initial head parameters, float64 NumPy, in the head's input space.
+
+    Rows of ``coef_init`` that are zero start from the class mean's direction
+    with the median norm of the other rows (the default norm if all are zero),
+    so an all-zero ``coef_init`` starts where a fit without it does.
+    """
     if init is not None:
         coef, intercept = init
         # Express the given raw-space head in the head's (standardised) space.
         directions = coef * scale
         bias = intercept + coef @ shift
+        zero = _zero_rows(directions)
+        directions = _usable_directions(
+            directions,
+            lambda: _class_means(X, y, sample_weight, n_classes, shift, scale),
+            random_state,
+        )
     else:
         directions = _class_means(X, y, sample_weight, n_classes, shift, scale)
         bias = np.zeros(n_classes)
-    directions = _usable_directions(directions, random_state)
+        directions = _usable_directions(directions, None, random_state)
 
     if variant == "invariant":
-        if init is not None:
+        if init is not None and not zero.all():
             norms = np.linalg.norm(coef * scale, axis=1)
             floor = max(norms.max(), 1.0) * 1e-8
             log_norms = np.log(np.maximum(norms, floor))
+            log_norms[zero] = np.median(log_norms[~zero])
         else:
             log_norms = np.full(n_classes, np.log(initial_norm or _INITIAL_NORM))
         # Unit directions: Adam's steps then move directions and log-norms on

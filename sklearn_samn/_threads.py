@@ -20,10 +20,23 @@ Separate processes (joblib's ``loky`` backend, dask worker processes) are
 limited from outside, by the ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` that
 joblib and dask's nanny set for their workers, which torch reads as its
 default.
+
+Other processes are a second limit. OpenMP threads wait for each other at
+every barrier, spinning; when another process keeps a core busy, a fit whose
+threads include one on that core runs at that thread's share of it: 2.7-4.1x
+its idle time with 2 threads on 2 cores and one core taken, against 1.03x
+with one thread (``benchmarks/THREADS.md``). So a fit that would use more than
+one thread first counts the cores of its affinity that other processes leave
+free (:func:`free_cores`: none busy in ``/proc/loadavg``'s run queue, else a
+30 ms sample of ``/proc/stat``) and uses at most that many. The count is
+taken once, when the fit starts.
 """
 
 import contextlib
+import math
+import os
 import threading
+import time
 
 # Below this many multiply-adds per block product, extra intra-op threads
 # cost more in synchronisation than they save (and collapse when another
@@ -36,7 +49,14 @@ _default = None  # torch threads of the process when the first of them started
 _local = threading.local()  # .depth: calls open in this thread
 
 
-def fit_thread_count(work, default, running):
+# How long free_cores() watches the cores. /proc/stat counts in 10 ms ticks,
+# so this gives each core about 3 ticks: enough to tell a core that another
+# process keeps busy from an idle one, and small beside the fits that probe
+# (those whose block products are large enough for several threads).
+_PROBE_SECONDS = 0.03
+
+
+def fit_thread_count(work, default, running, free=None):
     """Torch threads for one fit.
 
     Parameters
@@ -47,6 +67,9 @@ def fit_thread_count(work, default, running):
         Torch threads of the process when no fit is running.
     running : int
         Fits running in this process, this one included.
+    free : int or None, default=None
+        Cores that other processes leave free (:func:`free_cores`); ``None``
+        for no limit.
 
     Returns
     -------
@@ -60,10 +83,108 @@ def fit_thread_count(work, default, running):
     2
     >>> fit_thread_count(1000, default=8, running=1)
     1
+    >>> fit_thread_count(1 << 30, default=2, running=1, free=1)
+    1
     """
     if work < _SMALL_PRODUCT:
         return 1
-    return max(1, default // max(1, running))
+    share = max(1, default // max(1, running))
+    if free is not None:
+        share = min(share, max(1, free))
+    return share
+
+
+def _allowed_cpus():
+    """Ids of the CPUs this process may run on."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def _cpu_times():
+    """``({cpu id: (busy, total) ticks}, this process's busy ticks)`` from
+    ``/proc``, or ``None`` where there is no ``/proc/stat``."""
+    try:
+        with open("/proc/stat") as handle:
+            lines = [line.split() for line in handle if line.startswith("cpu")]
+        with open("/proc/self/stat") as handle:
+            # Fields after the command name, which may hold spaces: utime and
+            # stime are the 14th and 15th fields of the line.
+            own = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    cpus = {}
+    for fields in lines:
+        if fields[0] == "cpu":
+            continue
+        # user nice system idle iowait irq softirq steal (guest is in user).
+        ticks = [int(v) for v in fields[1:9]]
+        idle = ticks[3] + ticks[4]
+        cpus[int(fields[0][3:])] = (sum(ticks) - idle, sum(ticks))
+    return cpus, int(own[11]) + int(own[12])
+
+
+def _others_running():
+    """Tasks running or waiting for a core now, this process's own threads
+    left out (``/proc/loadavg``); ``None`` without ``/proc``."""
+    try:
+        with open("/proc/loadavg") as handle:
+            running = int(handle.read().split()[3].split("/")[0])
+        tasks = os.listdir("/proc/self/task")
+    except (OSError, ValueError, IndexError):
+        return None
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/stat") as handle:
+                running -= handle.read().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            continue  # the thread ended meanwhile
+    return running
+
+
+def free_cores(seconds=_PROBE_SECONDS):
+    """Cores of this process's affinity that other processes leave free, now.
+
+    Linux: when nothing but this process runs (``/proc/loadavg``), every
+    core, at once; otherwise the busy time of those cores over ``seconds``
+    (``/proc/stat``), less this process's own; a core counts as taken when
+    other work keeps it busy more than half the time. Elsewhere: the 1-minute load average
+    (``os.getloadavg``), which includes this process's recent work, so it
+    errs towards fewer threads. Without either, every core counts as free.
+
+    Parameters
+    ----------
+    seconds : float, default=0.03
+        How long to watch the cores.
+
+    Returns
+    -------
+    int
+        Between 0 and the number of cores the process may use.
+    """
+    cpus = _allowed_cpus()
+    others = _others_running()
+    if others is not None and others <= 0:
+        return len(cpus)
+    before = _cpu_times()
+    if before is not None:
+        time.sleep(seconds)
+        after = _cpu_times()
+        busy = total = 0.0
+        for cpu in cpus:
+            if cpu in before[0] and cpu in after[0]:
+                busy += after[0][cpu][0] - before[0][cpu][0]
+                total += after[0][cpu][1] - before[0][cpu][1]
+        if total > 0:
+            others = max(0.0, busy - (after[1] - before[1]))
+            taken = others / total * len(cpus)
+            return max(0, len(cpus) - math.floor(taken + 0.5))
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return len(cpus)
+    return max(0, len(cpus) - math.floor(load + 0.5))
 
 
 @contextlib.contextmanager
@@ -103,6 +224,8 @@ def torch_threads_for(work, device):
     _local.depth = getattr(_local, "depth", 0) + 1
     try:
         n_threads = fit_thread_count(work, default, running)
+        if n_threads > 1:
+            n_threads = fit_thread_count(work, default, running, free=free_cores())
         if torch.get_num_threads() != n_threads:
             torch.set_num_threads(n_threads)
         yield n_threads

@@ -26,7 +26,9 @@ def _pyplot():
 def _resolve_ax(ax):
     plt = _pyplot()
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4))
+        # Constrained layout keeps the axis labels inside the figure at any
+        # dpi (with a fixed layout the x label was cut off at dpi=80).
+        _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     return ax, ax.figure
 
 

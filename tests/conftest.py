@@ -1,13 +1,23 @@
+import os
 import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_samn import SAMNClassifier
+
+# Scripts run in subprocesses (examples, benchmarks) import the package of this
+# checkout, not whichever copy is installed (an editable install of another
+# worktree, say).
+_ROOT = str(Path(__file__).resolve().parents[1])
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [_ROOT, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+)
 
 
 def make_long_tailed_blobs(

@@ -1,4 +1,5 @@
-"""The prepared GPU check runs end to end (on the CPU here: a dry run of its logic)."""
+"""Benchmark scripts run end to end: the prepared GPU check (on the CPU here: a dry
+run of its logic), the thread benchmark (its quick mode)."""
 
 import os
 import subprocess
@@ -64,3 +65,22 @@ def test_structured_synthetic_features_keep_class_means_in_their_subspace():
     # The same call without class_rank gives the isotropic problem, unchanged.
     iso = data.synthetic_features(3_000, 256, 40, 10, return_centres=True)
     assert np.linalg.matrix_rank(iso[2].astype(np.float64), tol=1e-4) == 40
+
+
+def test_threads_benchmark_quick_run_writes_its_table(tmp_path):
+    # About 10 s, a core spun for 3 of them.
+    out = tmp_path / "THREADS.md"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "threads.py"), "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = out.read_text()
+    assert "Command: `python benchmarks/threads.py --quick --out" in report
+    table = [line for line in report.splitlines() if line.startswith("| small") or
+             line.startswith("| large")]
+    assert len(table) == 12  # 2 shapes x idle/busy x old/new/one
+    for line in table:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert cells[1] in ("idle", "busy") and cells[2] in ("old", "new", "one")
+        assert float(cells[4]) > 0 and float(cells[6]) > 0

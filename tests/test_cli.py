@@ -6,8 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from sklearn_samn import load
+from sklearn_samn import SAMNClassifier, load
 from sklearn_samn._cli import main
+from sklearn_samn.metrics import shot_accuracy
 
 from .conftest import make_long_tailed_blobs
 
@@ -19,36 +20,111 @@ def run_cli(*args):
     )
 
 
+LABELS = np.array(["a", "b", "c", "d", "e"])
+
+
 @pytest.fixture
 def files(tmp_path):
     X, y = make_long_tailed_blobs(counts=(150, 60, 25, 10, 4))
-    np.savez(tmp_path / "train.npz", X=X, y=np.array(["a", "b", "c", "d", "e"])[y])
+    np.savez(tmp_path / "train.npz", X=X, y=LABELS[y])
     X_test, y_test = make_long_tailed_blobs(counts=(20,) * 5, seed=0)
-    np.savez(tmp_path / "test.npz", X_test=X_test, y_test=np.array(["a", "b", "c", "d", "e"])[y_test])
+    np.savez(tmp_path / "test.npz", X_test=X_test, y_test=LABELS[y_test])
     return tmp_path
+
+
+@pytest.fixture
+def both(tmp_path):
+    """One archive with a training and a test pair that score differently."""
+    X, y = make_long_tailed_blobs(counts=(150, 60, 25, 10, 4), separation=1.0, seed=1)
+    X_test, y_test = make_long_tailed_blobs(counts=(30,) * 5, separation=1.0, seed=2)
+    path = tmp_path / "both.npz"
+    np.savez(path, X_train=X, y_train=LABELS[y], X_test=X_test, y_test=LABELS[y_test])
+    return path
+
+
+def printed_scores(text):
+    """The metric table printed by ``evaluate``, as a dict."""
+    rows = [line.split() for line in text.strip().splitlines()[1:]]
+    return {name: float(value) for name, value in rows}
+
+
+def fit_cli(train, model, *extra):
+    return main(["fit", str(train), "--out", str(model), "--set", "device=cpu",
+                 "--set", "random_state=0", "--set", "max_iter=30", *map(str, extra)])
 
 
 def test_fit_predict_evaluate_round_trip(files, capsys):
     model = files / "model.samn"
-    assert main(["fit", str(files / "train.npz"), "--out", str(model),
-                 "--set", "device=cpu", "--set", "random_state=0", "--set", "max_iter=30"]) == 0
+    assert fit_cli(files / "train.npz", model) == 0
     assert "saved to" in capsys.readouterr().out
     clf = load(model)
     assert clf.max_iter == 30 and clf.random_state == 0
 
     assert main(["predict", str(model), str(files / "test.npz")]) == 0
     printed = capsys.readouterr().out.split()
-    X_test = np.load(files / "test.npz")["X_test"]
+    with np.load(files / "test.npz") as archive:
+        X_test, y_test = archive["X_test"], archive["y_test"]
     assert printed == clf.predict(X_test).tolist()
 
     assert main(["predict", str(model), str(files / "test.npz"), "--out",
                  str(files / "p"), "--proba"]) == 0
     np.testing.assert_allclose(np.load(files / "p", allow_pickle=False), clf.predict_proba(X_test))
+    capsys.readouterr()
 
     assert main(["evaluate", str(model), str(files / "test.npz"), "--thresholds", "100,20"]) == 0
-    table = capsys.readouterr().out
-    for name in ("balanced", "many", "medium", "few"):
-        assert name in table
+    expected = shot_accuracy(y_test, clf.predict(X_test), class_counts=clf.class_count_,
+                             labels=clf.classes_, thresholds=(100, 20))
+    scores = printed_scores(capsys.readouterr().out)
+    assert list(scores) == ["balanced", "many", "medium", "few"]
+    np.testing.assert_allclose(list(scores.values()), list(expected.values()), atol=5e-5)
+
+
+def test_regression_evaluate_on_train_and_test_archive_scores_the_test_arrays(both, capsys):
+    model = both.parent / "model.samn"
+    assert fit_cli(both, model) == 0
+    clf = load(model)
+    capsys.readouterr()
+    assert main(["evaluate", str(model), str(both)]) == 0
+    printed = printed_scores(capsys.readouterr().out)["balanced"]
+    with np.load(both) as archive:
+        on = {part: shot_accuracy(archive[f"y_{part}"], clf.predict(archive[f"X_{part}"]),
+                                  class_counts=clf.class_count_, labels=clf.classes_)
+              for part in ("train", "test")}
+    assert round(on["test"]["balanced"], 4) != round(on["train"]["balanced"], 4)
+    assert printed == pytest.approx(on["test"]["balanced"], abs=5e-5)
+
+
+def test_fit_reads_the_training_pair_and_predict_the_test_pair(both, capsys):
+    model = both.parent / "model.samn"
+    assert fit_cli(both, model) == 0
+    with np.load(both) as archive:
+        X_train, y_train, X_test = archive["X_train"], archive["y_train"], archive["X_test"]
+    clf = load(model)
+    reference = SAMNClassifier(device="cpu", random_state=0, max_iter=30).fit(X_train, y_train)
+    np.testing.assert_array_equal(clf.coef_, reference.coef_)
+    capsys.readouterr()
+    assert main(["predict", str(model), str(both)]) == 0
+    assert capsys.readouterr().out.split() == clf.predict(X_test).tolist()
+
+
+def test_key_options_name_the_arrays_to_read(both, capsys):
+    model = both.parent / "model.samn"
+    # Train on the test pair and score the training pair, by name.
+    assert fit_cli(both, model, "--x-key", "X_test", "--y-key", "y_test") == 0
+    with np.load(both) as archive:
+        X_train, y_train = archive["X_train"], archive["y_train"]
+        X_test, y_test = archive["X_test"], archive["y_test"]
+    clf = load(model)
+    reference = SAMNClassifier(device="cpu", random_state=0, max_iter=30).fit(X_test, y_test)
+    np.testing.assert_array_equal(clf.coef_, reference.coef_)
+    capsys.readouterr()
+    assert main(["evaluate", str(model), str(both), "--x-key", "X_train"]) == 0
+    expected = shot_accuracy(y_train, clf.predict(X_train), class_counts=clf.class_count_,
+                             labels=clf.classes_)
+    assert printed_scores(capsys.readouterr().out)["balanced"] == pytest.approx(
+        expected["balanced"], abs=5e-5)
+    assert main(["predict", str(model), str(both), "--x-key", "X_train"]) == 0
+    assert capsys.readouterr().out.split() == clf.predict(X_train).tolist()
 
 
 @pytest.mark.parametrize(
@@ -58,12 +134,28 @@ def test_fit_predict_evaluate_round_trip(files, capsys):
         (lambda d: ["fit", d / "notnpz.npz", "--out", d / "m.samn"], "not a readable .npz"),
         (lambda d: ["fit", d / "noy.npz", "--out", d / "m.samn"], "no labels array"),
         (lambda d: ["fit", d / "nox.npz", "--out", d / "m.samn"], "no features array"),
-        (lambda d: ["fit", d / "ragged.npz", "--out", d / "m.samn"], "labels of shape"),
+        (lambda d: ["fit", d / "ragged.npz", "--out", d / "m.samn"], "labels (y) of shape"),
         (lambda d: ["fit", d / "train.npz", "--out", d / "m.samn", "--set", "alpha=1"], "no parameter 'alpha'"),
         (lambda d: ["fit", d / "train.npz", "--out", d / "m.samn", "--set", "max_iter=0"], "fit failed"),
-        (lambda d: ["predict", d / "notnpz.npz", d / "test.npz"], "not a valid sklearn-samn model"),
         (lambda d: ["predict", d / "good.samn", d / "narrow.npz"], "3 features, but the model was fitted on 8"),
         (lambda d: ["evaluate", d / "good.samn", d / "test.npz", "--thresholds", "many"], "--thresholds"),
+        # The training and test pairs of one archive.
+        (lambda d: ["fit", d / "mismatched.npz", "--out", d / "m.samn"],
+         "mismatched pair: X_train with y_test; X_train goes with y_train"),
+        (lambda d: ["fit", d / "plain_and_train.npz", "--out", d / "m.samn"],
+         "ambiguous: holds both X/y and X_train/y_train"),
+        (lambda d: ["evaluate", d / "good.samn", d / "plain_and_test.npz"],
+         "ambiguous: holds both X/y and X_test/y_test"),
+        (lambda d: ["fit", d / "test.npz", "--out", d / "m.samn"],
+         "holds X_test but no train features; this command reads X or X_train"),
+        (lambda d: ["evaluate", d / "good.samn", d / "train_only.npz"],
+         "holds X_train but no test features; this command reads X or X_test"),
+        (lambda d: ["predict", d / "good.samn", d / "train_only.npz"],
+         "holds X_train but no test features"),
+        (lambda d: ["evaluate", d / "good.samn", d / "test.npz", "--x-key", "X_val"],
+         "no array named 'X_val' (--x-key); found X_test, y_test"),
+        (lambda d: ["predict", d / "good.samn", d / "test.npz", "--proba"],
+         "--proba writes class probabilities to a .npy file; give the file with --out"),
     ],
 )
 def test_bad_input_gives_one_line_and_nonzero_exit(files, make_args, message):
@@ -73,6 +165,10 @@ def test_bad_input_gives_one_line_and_nonzero_exit(files, make_args, message):
     np.savez(files / "nox.npz", y=y)
     np.savez(files / "ragged.npz", X=X, y=y[:-1])
     np.savez(files / "narrow.npz", X=X[:, :3])
+    np.savez(files / "mismatched.npz", X_train=X, y_test=y)
+    np.savez(files / "plain_and_train.npz", X=X, y=y, X_train=X, y_train=y)
+    np.savez(files / "plain_and_test.npz", X=X, y=y, X_test=X, y_test=y)
+    np.savez(files / "train_only.npz", X_train=X, y_train=y)
     assert main(["fit", str(files / "train.npz"), "--out", str(files / "good.samn"),
                  "--set", "device=cpu", "--set", "max_iter=3"]) == 0
     result = run_cli(*make_args(files))
@@ -80,6 +176,64 @@ def test_bad_input_gives_one_line_and_nonzero_exit(files, make_args, message):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_regression_reversed_thresholds_blame_the_option_not_the_data(files):
+    assert fit_cli(files / "train.npz", files / "good.samn") == 0
+    result = run_cli("evaluate", files / "good.samn", files / "test.npz", "--thresholds", "20,100")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "--thresholds" in lines[0] and "FEW must not exceed MANY" in lines[0]
+    assert "test.npz" not in lines[0]
+
+
+@pytest.mark.parametrize("command", ["fit", "predict", "evaluate"])
+def test_regression_nan_input_is_one_line_on_stderr(files, command):
+    X, y = make_long_tailed_blobs()
+    X[3, 2] = np.nan
+    np.savez(files / "nan.npz", X=X, y=y)
+    assert fit_cli(files / "train.npz", files / "good.samn") == 0
+    args = {"fit": ["fit", files / "nan.npz", "--out", files / "m.samn"],
+            "predict": ["predict", files / "good.samn", files / "nan.npz"],
+            "evaluate": ["evaluate", files / "good.samn", files / "nan.npz"]}[command]
+    result = run_cli(*args)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "X contains NaN (first in row 3)" in lines[0]
+
+
+def test_regression_text_file_as_model_is_not_a_model_file_and_no_pickle_advice(files):
+    (files / "notes.samn").write_text("a model, honest\n")
+    result = run_cli("predict", files / "notes.samn", files / "test.npz")
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "is not a sklearn-samn model file" in lines[0]
+    assert "pickle" not in lines[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["fit"], ["predict", "m.samn"], ["evaluate", "m", "t", "--bogus"], ["unknown"]],
+)
+def test_usage_errors_are_one_line_too(args):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "error:" in lines[0], result.stderr
+
+
+def test_error_messages_spanning_lines_are_joined(capsys, monkeypatch):
+    from sklearn_samn import _cli
+
+    def fail(args):
+        raise _cli.CommandError("first line\nsecond line")
+
+    monkeypatch.setattr(_cli, "_cmd_demo", fail)
+    assert main(["demo"]) == 1
+    assert capsys.readouterr().err == "sklearn_samn demo: error: first line second line\n"
 
 
 def test_demo_prints_a_table_and_writes_a_picture(tmp_path):

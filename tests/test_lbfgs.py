@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 
-from sklearn_samn import SAMNClassifier
-from sklearn_samn import _lbfgs
+from sklearn_samn import SAMNClassifier, _lbfgs
 from sklearn_samn._lbfgs import BlockRows, HeadObjective, minimize_lbfgs
 from sklearn_samn._pava import monotone_projection_torch
 from sklearn_samn._selection import (

@@ -93,6 +93,15 @@ def four_torch_threads():
 
 
 @pytest.fixture
+def idle_machine(monkeypatch):
+    """Other processes leave every core free: the split among fits alone.
+
+    (How other processes' load limits the threads: tests/test_threads.py.)
+    """
+    monkeypatch.setattr("sklearn_samn._threads.free_cores", lambda: 64)
+
+
+@pytest.fixture
 def restore_environ():
     # dask's nanny sets OMP_NUM_THREADS=1 and others in the process that runs
     # it, i.e. here for a LocalCluster; put the environment back afterwards.
@@ -135,7 +144,7 @@ def test_threading_backend_leaves_torch_threads_as_it_found_them(two_torch_threa
         assert _torch_threads_in_new_thread() == before
 
 
-def test_concurrent_fits_in_threads_share_the_cores(four_torch_threads):
+def test_concurrent_fits_in_threads_share_the_cores(four_torch_threads, idle_machine):
     from sklearn_samn._threads import torch_threads_for
 
     cpu = torch.device("cpu")
@@ -176,7 +185,7 @@ def test_concurrent_fits_in_threads_share_the_cores(four_torch_threads):
         assert n is None and torch.get_num_threads() == before
 
 
-def test_one_fit_at_a_time_is_a_plain_save_and_restore(four_torch_threads):
+def test_one_fit_at_a_time_is_a_plain_save_and_restore(four_torch_threads, idle_machine):
     from sklearn_samn import _threads
 
     cpu = torch.device("cpu")

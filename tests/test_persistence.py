@@ -228,7 +228,7 @@ def test_format_version_1_files_still_load(tmp_path, fitted):
 
 def test_files_that_are_not_models(tmp_path):
     (tmp_path / "text.samn").write_text("hello")
-    with pytest.raises(ValueError, match="cannot be read as an archive"):
+    with pytest.raises(ValueError, match="is not a sklearn-samn model file"):
         load(tmp_path / "text.samn")
     np.savez(tmp_path / "plain.npz", X=np.ones(3))
     with pytest.raises(ValueError, match="no sklearn-samn metadata"):
@@ -239,6 +239,29 @@ def test_files_that_are_not_models(tmp_path):
         load(tmp_path / "evil.samn")
     with pytest.raises(FileNotFoundError):
         load(tmp_path / "missing.samn")
+
+
+@pytest.mark.parametrize(
+    "contents",
+    [b"hello\nworld\n", b"\x80\x04K\x01.", np.lib.format.MAGIC_PREFIX + b"\x01\x00"],
+    ids=["text", "pickle", "npy-header"],
+)
+def test_regression_non_archive_is_not_a_model_file_and_never_suggests_pickle(
+    tmp_path, contents
+):
+    # np.load treats a file that is neither .npz nor .npy as a pickle, and its
+    # refusal suggested allow_pickle, against the no-pickle design.
+    (tmp_path / "m.samn").write_bytes(contents)
+    with pytest.raises(ValueError, match="is not a sklearn-samn model file") as error:
+        load(tmp_path / "m.samn")
+    assert "pickle" not in str(error.value)
+
+
+def test_plain_npy_array_is_not_a_model_file(tmp_path):
+    with open(tmp_path / "a.npy", "wb") as handle:
+        np.save(handle, np.ones(3))
+    with pytest.raises(ValueError, match="is not a sklearn-samn model file"):
+        load(tmp_path / "a.npy")
 
 
 def test_object_pickled_array_is_refused(tmp_path, fitted):
@@ -253,7 +276,7 @@ def test_object_pickled_array_is_refused(tmp_path, fitted):
     add_object(contents)
     with open(tmp_path / "o.samn", "wb") as handle:
         np.savez(handle, **contents)
-    with pytest.raises(ValueError, match="not a valid sklearn-samn model file"):
+    with pytest.raises(ValueError, match="object array, which only pickle can read"):
         load(tmp_path / "o.samn")
 
 

@@ -77,3 +77,31 @@ def test_shot_accuracy_display(fitted):
     assert any(t.startswith("few") for t in texts) and any(t.startswith("many") for t in texts)
     with pytest.raises(ValueError, match="labels are needed"):
         ShotAccuracyDisplay.from_predictions(y, y, class_counts=[1, 2, 3, 4, 5])
+
+
+def _labels_inside_figure(display, dpi):
+    figure = display.figure_
+    figure.set_dpi(dpi)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    box = figure.bbox
+    for label in (display.ax_.xaxis.label, display.ax_.yaxis.label):
+        extent = label.get_window_extent(renderer)
+        assert label.get_text()
+        assert (box.x0 <= extent.x0 and extent.x1 <= box.x1
+                and box.y0 <= extent.y0 and extent.y1 <= box.y1), (label.get_text(), extent, box)
+
+
+@pytest.mark.parametrize("dpi", [60, 80, 100, 200])
+def test_regression_shot_accuracy_axis_labels_are_not_cut_off(fitted, dpi):
+    clf, X, y = fitted
+    display = ShotAccuracyDisplay.from_predictions(
+        y, clf.predict(X), class_counts=clf.class_count_, labels=clf.classes_,
+    )
+    _labels_inside_figure(display, dpi)
+
+
+@pytest.mark.parametrize("dpi", [60, 80, 200])
+def test_norm_profile_axis_labels_are_not_cut_off(fitted, dpi):
+    clf, _, _ = fitted
+    _labels_inside_figure(NormProfileDisplay.from_estimator(clf), dpi)

@@ -226,6 +226,77 @@ def test_paper_variant_warm_start_keeps_its_scalars(long_tailed, fast_clf):
         np.testing.assert_allclose(clf._head_state[key], value, rtol=1e-6, atol=1e-8)
 
 
+@pytest.fixture(scope="module")
+def long_tailed_digits():
+    """Digits: a long-tailed training set (counts 3..78) and the rest to test on."""
+    from sklearn.datasets import load_digits
+
+    from sklearn_samn.datasets import make_long_tailed
+
+    X, y = load_digits(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(y))
+    train, test = order[:900], order[900:]
+    X_lt, y_lt, _ = make_long_tailed(X[train], y[train], imbalance_ratio=20, random_state=0)
+    return X_lt, y_lt, X[test], y[test]
+
+
+def test_regression_zero_coef_init_row_is_trained(long_tailed_digits):
+    # A zero row used to start at log-norm -18 and a random direction, and
+    # stayed there: recall 0 for its class, and the PAVA pool dragged others down.
+    from sklearn.metrics import balanced_accuracy_score, recall_score
+
+    X, y, X_test, y_test = long_tailed_digits
+    reference = SAMNClassifier(device="cpu", random_state=0).fit(X, y)
+    coef = reference.coef_.copy()
+    rare = int(np.argsort(np.bincount(y))[1])  # the second-rarest class
+    coef[rare] = 0
+    clf = SAMNClassifier(device="cpu", random_state=0).fit(
+        X, y, coef_init=coef, intercept_init=reference.intercept_
+    )
+    pred = clf.predict(X_test)
+    assert recall_score(y_test, pred, labels=[rare], average=None)[0] >= 0.8
+    assert balanced_accuracy_score(y_test, pred) >= (
+        balanced_accuracy_score(y_test, reference.predict(X_test)) - 0.03
+    )
+
+
+def test_regression_all_zero_coef_init_starts_where_no_coef_init_does(long_tailed_digits):
+    from sklearn.metrics import balanced_accuracy_score
+
+    X, y, X_test, y_test = long_tailed_digits
+    default = SAMNClassifier(device="cpu", random_state=0).fit(X, y)
+    clf = SAMNClassifier(device="cpu", random_state=0).fit(
+        X, y, coef_init=np.zeros_like(default.coef_)
+    )
+    np.testing.assert_array_equal(clf.coef_, default.coef_)
+    assert balanced_accuracy_score(y_test, clf.predict(X_test)) >= 0.85  # chance: 0.10
+
+
+@pytest.mark.parametrize("variant", ["invariant", "paper"])
+def test_zero_coef_init_row_starts_at_class_mean_with_median_norm(long_tailed, variant):
+    from sklearn_samn._samn import (
+        _class_means,
+        _initial_state,
+        _weighted_centre_and_scale,
+    )
+
+    X, y = long_tailed
+    weight = np.ones(len(y))
+    shift, scale = _weighted_centre_and_scale(X, weight)
+    coef = np.random.default_rng(0).normal(size=(5, X.shape[1])) * np.arange(1, 6)[:, None]
+    coef[2] = 0
+    state = _initial_state(variant, (coef, np.zeros(5)), X, y, weight, 5, shift, scale,
+                           np.bincount(y).astype(float), np.random.RandomState(0))
+    means = _class_means(X, y, weight, 5, shift, scale)
+    start = state["directions"][2]
+    cosine = start @ means[2] / (np.linalg.norm(start) * np.linalg.norm(means[2]))
+    assert cosine == pytest.approx(1.0)
+    if variant == "invariant":
+        given = np.log(np.linalg.norm(coef * scale, axis=1))
+        assert state["log_norms"][2] == pytest.approx(np.median(np.delete(given, 2)))
+        np.testing.assert_allclose(np.delete(state["log_norms"], 2), np.delete(given, 2))
+
+
 def test_binary_coef_init_in_sklearn_form(fast_clf):
     X, y = make_long_tailed_blobs(counts=(40, 10))
     coef = np.ones((1, X.shape[1]))
@@ -308,6 +379,25 @@ def test_sample_weight_defines_default_counts_and_matters(long_tailed, fast_clf)
     assert_norms_monotone(clf)
     unweighted = fast_clf().fit(X, y)
     assert not np.allclose(clf.coef_, unweighted.coef_)
+
+
+def test_regression_weighted_counts_equal_up_to_rounding_are_ties():
+    # Balanced weights sum to counts that differ in their last bits; those bits
+    # used to order the classes, so renaming classes changed the model.
+    X, y = make_long_tailed_blobs(counts=(37, 23, 11, 7, 3))
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    weights = compute_sample_weight("balanced", y)
+    assert np.unique(np.bincount(y, weights=weights)).size > 1  # the rounding is there
+    clf = SAMNClassifier(device="cpu", random_state=0, max_iter=30)
+    a = clf.fit(X, y, sample_weight=weights)
+    assert np.unique(a.class_count_).size == 1
+    rename = np.array([3, 0, 4, 1, 2])
+    proba_a = a.predict_proba(X)
+    b = SAMNClassifier(device="cpu", random_state=0, max_iter=30).fit(
+        X, rename[y], sample_weight=weights
+    )
+    np.testing.assert_allclose(b.predict_proba(X)[:, rename], proba_a, atol=1e-5)
 
 
 def test_scaling_all_sample_weights_changes_nothing(long_tailed, fast_clf):
@@ -452,6 +542,52 @@ def test_default_is_scale_invariant(long_tailed, fast_clf, factor):
     np.testing.assert_allclose(scaled.coef_ * factor, base.coef_, rtol=2e-2,
                                atol=1e-3 * np.abs(base.coef_).max())
     assert scaled.score(X * factor, y) > 0.9
+
+
+def _refuse_training(*args, **kwargs):
+    raise AssertionError("training started")
+
+
+@pytest.mark.parametrize("container", ["ndarray", "memmap"])
+def test_regression_X_beyond_float32_range_is_a_clear_error_before_training(
+    long_tailed, fast_clf, monkeypatch, tmp_path, container
+):
+    # Training casts blocks to float32: 1e200 became inf, and the fit failed
+    # later with "Training diverged ... Lower learning_rate_init".
+    monkeypatch.setattr("sklearn_samn._training.train_head", _refuse_training)
+    monkeypatch.setattr("sklearn_samn._lbfgs.train_head_lbfgs", _refuse_training)
+    X, y = long_tailed
+    X = X * 1e200
+    if container == "memmap":
+        path = tmp_path / "X.f64"
+        X.tofile(path)
+        X = np.memmap(path, dtype=np.float64, mode="r", shape=X.shape)
+    with pytest.raises(ValueError, match=r"beyond the range of float32 \(about 3.4e\+38\)"
+                       r".*Rescale X"):
+        fast_clf().fit(X, y)
+
+
+def test_one_value_beyond_float32_range_in_the_last_block_is_found(
+    long_tailed, fast_clf, monkeypatch
+):
+    monkeypatch.setattr("sklearn_samn._samn._CHUNK_BYTES", 64 * 8 * 8)  # 64-row blocks
+    X, y = long_tailed
+    X = X.copy()
+    X[-1, -1] = -4e38
+    with pytest.raises(ValueError, match="values up to 4e\\+38"):
+        fast_clf().fit(X, y)
+
+
+def test_X_large_but_within_float32_range_fits_as_unscaled(long_tailed, fast_clf):
+    X, y = long_tailed
+    base = fast_clf().fit(X, y)
+    scaled = fast_clf().fit(X * 1e30, y)
+    # Equal up to where L-BFGS stops, at float32 rounding of the loss.
+    assert scaled.max_norm_ == base.max_norm_
+    np.testing.assert_allclose(
+        scaled.predict_proba(X * 1e30), base.predict_proba(X), atol=5e-3
+    )
+    assert scaled.score(X * 1e30, y) == base.score(X, y)
 
 
 def test_adam_convergence_warning_and_tol(long_tailed):

@@ -320,3 +320,14 @@ def test_every_cpu_streaming_path_gives_the_one_block_coef(
     for name, (X_in, expected) in inputs.items():
         coef = SAMNClassifier(**params).fit(X_in, y).coef_
         np.testing.assert_allclose(coef, expected, rtol=1e-4, atol=1e-6, err_msg=name)
+
+def test_float32_range_check_reads_a_sliceable_X_in_blocks(monkeypatch):
+    monkeypatch.setattr("sklearn_samn._samn._CHUNK_BYTES", 64 * 8 * 8)  # 64-row blocks
+    monkeypatch.setattr("sklearn_samn._training.train_head", None)  # never reached
+    X, y = make_long_tailed_blobs()
+    X[-1, 0] = 1e39
+    sliceable = Sliceable(X)
+    with pytest.raises(ValueError, match="beyond the range of float32"):
+        SAMNClassifier(device="cpu").fit(sliceable, y)
+    assert all(isinstance(rows, slice) and rows.stop - rows.start <= 64
+               for rows in sliceable.reads)
