@@ -60,9 +60,8 @@ def run_demo(picture="samn_demo.png", out=None):
     samn, logreg = SAMNClassifier(random_state=0), LogisticRegression(max_iter=5000)
     models = {repr(model): model for model in (samn, logreg)}
     print(
-        "Both heads at their defaults (SAMNClassifier(), LogisticRegression()) but "
-        "for a seed and max_iter=5000: LogisticRegression stops short of "
-        "convergence on raw pixels at its default max_iter=100.",
+        "LogisticRegression gets max_iter=5000: at its default of 100 it stops "
+        "short of convergence on raw pixels.",
         file=out,
     )
     width = max(len(name) for name in models) + 2

@@ -239,5 +239,7 @@ def test_error_messages_spanning_lines_are_joined(capsys, monkeypatch):
 def test_demo_prints_a_table_and_writes_a_picture(tmp_path):
     result = run_cli("demo", "--picture", tmp_path / "demo.png")
     assert result.returncode == 0, result.stderr
-    assert "SAMNClassifier()" in result.stdout and "LogisticRegression()" in result.stdout
+    # Each model is named as it was fitted.
+    assert "SAMNClassifier(random_state=0)" in result.stdout
+    assert "LogisticRegression(max_iter=5000)" in result.stdout
     assert (tmp_path / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
