@@ -126,15 +126,17 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         boosting switches to a validation split at that size.
 
     learning_rate_init : float, default=3e-3
-        Adam and SGD only. Initial learning rate per pass over the data. With minibatches each
-        step uses ``learning_rate_init * batch_size / n_samples``, so that the
-        distance the head moves in a pass (with no L2 penalty, the budget that
-        regularises it) does not depend on ``batch_size``.
+        Adam and SGD only. Initial learning rate per pass over the data. With
+        minibatches each step uses ``learning_rate_init * batch_size /
+        n_samples``, so that the distance the head moves in a pass (with no L2
+        penalty, the budget that regularises it) does not depend on
+        ``batch_size``.
 
     batch_size : int or None, default=None
-        Adam and SGD only. Rows per optimiser step. ``None`` takes one full-batch step per pass
-        (its gradient accumulated over chunks of rows, so memory does not grow
-        with the data); an int trains in shuffled minibatches.
+        Adam and SGD only. Rows per optimiser step. ``None`` takes one
+        full-batch step per pass (its gradient accumulated over chunks of
+        rows, so memory does not grow with the data); an int trains in
+        shuffled minibatches.
 
     max_iter : int, default=100
         ``"lbfgs"``: most L-BFGS iterations of each fit (every fold and cap
@@ -160,9 +162,9 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         training set does not follow the natural distribution (for example a
         re-sampled or balanced subset of long-tailed data). An array in the
         order of ``classes_`` or a dict mapping every label to its count.
-        ``None`` uses the (sample-weighted) counts of ``y``, with counts
-        that differ only by rounding (balanced weights) taken as equal. The logit-adjusted
-        loss always uses the distribution of the training set itself.
+        ``None`` uses the (sample-weighted) counts of ``y``, with counts that
+        differ only by rounding (balanced weights) taken as equal. The logit-
+        adjusted loss always uses the distribution of the training set itself.
 
     warm_start : bool, default=False
         Whether to start from the previous fit's head when ``fit`` is called
@@ -210,8 +212,9 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         With ``max_norm="auto"`` and ``solver="lbfgs"``: ``"max_norm"``, the
         caps tried in order, ``"balanced_accuracy"``, their out-of-fold
         balanced accuracy, and ``"n_iter"``, the L-BFGS iterations the folds
-        took at each cap (arrays of the same length). The path stops after three caps in a row that do not improve
-        on the best. ``None`` otherwise.
+        took at each cap (arrays of the same length). The path stops after
+        three caps in a row that do not improve on the best. ``None``
+        otherwise.
 
     n_iter_ : int
         L-BFGS iterations of the final fit (``"lbfgs"``), or passes over the
