@@ -141,7 +141,7 @@ def passes_rows(quick):
                 "pass / 2 products": seconds / two,
                 "GFLOP/s (2 products)": flops / (seconds * scale) / 1e9,
                 "fixed s": fixed,
-                "100 passes s (default fit)": 100 * seconds * scale + fixed,
+                "100 passes s (Adam default budget)": 100 * seconds * scale + fixed,
             }
         )
         del X, y

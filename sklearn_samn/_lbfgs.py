@@ -189,10 +189,13 @@ def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
             alpha = rho * float(s.dot(direction))
             direction.add_(y, alpha=-alpha)
             alphas.append(alpha)
-        if steps:
+        curved = bool(steps)
+        if curved:
             direction.mul_(float(steps[-1].dot(changes[-1]) / changes[-1].dot(changes[-1])))
         else:
-            direction.mul_(min(1.0, 1.0 / float(grad.abs().sum())))
+            # No curvature yet: a step of unit length, which the line search
+            # lengthens or shortens.
+            direction.div_(float(grad.norm()))
         for s, y, rho, alpha in zip(steps, changes, rhos, reversed(alphas)):
             beta = rho * float(y.dot(direction))
             direction.add_(s, alpha=alpha - beta)
@@ -200,7 +203,8 @@ def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
         if not slope < 0:
             # Not a descent direction (float32 rounding in the history): restart.
             steps, changes, rhos = [], [], []
-            direction = grad.neg().mul_(min(1.0, 1.0 / float(grad.abs().sum())))
+            curved = False
+            direction = grad.neg().div_(float(grad.norm()))
             slope = float(grad.dot(direction))
         t = 1.0
         for _ in range(_MAX_BACKTRACKS):
@@ -218,6 +222,21 @@ def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
             load(x)
             objective(head)  # leave the gradient of the returned point
             return n_iter, True
+        if not curved and t == 1.0:
+            # Without curvature the unit step may be far too short: double it
+            # while the objective keeps falling enough.
+            for _ in range(_MAX_BACKTRACKS):
+                longer = x + 2 * t * direction
+                load(longer)
+                longer_value, longer_grad = evaluate()
+                if longer_grad is None or not (
+                    longer_value < new_value
+                    and longer_value <= value + 1e-4 * 2 * t * slope
+                ):
+                    break
+                t, candidate, new_value, new_grad = 2 * t, longer, longer_value, longer_grad
+            load(candidate)
+            objective(head)  # the parameters and gradient of the accepted point
         n_iter += 1
         s, y = candidate - x, new_grad - grad
         sy = float(s.dot(y))
@@ -231,7 +250,9 @@ def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
         x, value, grad = candidate, new_value, new_grad
         if callback is not None:
             callback(value)
-        if decrease <= _FTOL:
+        # Only a quasi-Newton step says that the objective is flat: a first
+        # step along the gradient can be short for other reasons.
+        if curved and decrease <= _FTOL:
             break
     return n_iter, True
 
