@@ -162,9 +162,10 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         training set does not follow the natural distribution (for example a
         re-sampled or balanced subset of long-tailed data). An array in the
         order of ``classes_`` or a dict mapping every label to its count.
-        ``None`` uses the (sample-weighted) counts of ``y``, with counts that
-        differ only by rounding (balanced weights) taken as equal. The logit-
-        adjusted loss always uses the distribution of the training set itself.
+        ``None`` uses the (sample-weighted) counts of ``y``, with counts
+        that differ only by rounding (balanced weights) taken as equal. The
+        logit-adjusted loss always uses the distribution of the training set
+        itself.
 
     warm_start : bool, default=False
         Whether to start from the previous fit's head when ``fit`` is called
