@@ -122,6 +122,7 @@ def test_two_classes_coef_has_two_rows_and_decision_function_one_column():
     norms = np.linalg.norm(clf.coef_, axis=1)
     assert norms[1] >= norms[0] * (1 - 1e-12)
     # The one-row form goes back in as coef_init.
-    again = SAMNClassifier(device="cpu", max_iter=1, learning_rate_init=1e-12,
-                           loss="cross_entropy").fit(X, y, coef_init=w[None], intercept_init=[b])
+    again = SAMNClassifier(device="cpu", solver="adam", max_iter=1,
+                           learning_rate_init=1e-12, loss="cross_entropy").fit(
+        X, y, coef_init=w[None], intercept_init=[b])
     np.testing.assert_allclose(again.decision_function(X), scores, rtol=1e-4, atol=1e-4)
