@@ -23,13 +23,13 @@ default.
 
 Other processes are a second limit. OpenMP threads wait for each other at
 every barrier, spinning; when another process keeps a core busy, a fit whose
-threads include one on that core runs at that thread's share of it: 2.7-4.1x
-its idle time with 2 threads on 2 cores and one core taken, against 1.03x
-with one thread (``benchmarks/THREADS.md``). So a fit that would use more than
-one thread first counts the cores of its affinity that other processes leave
-free (:func:`free_cores`: none busy in ``/proc/loadavg``'s run queue, else a
-30 ms sample of ``/proc/stat``) and uses at most that many. The count is
-taken once, when the fit starts.
+threads include one on that core runs at that thread's share of it: with one
+of 2 cores spun by another process, 2 threads took 2.6-3.6x their idle time
+and one thread 1.0-1.4x (``benchmarks/THREADS.md``). So a fit that would use
+more than one thread first counts the cores of its affinity that other
+processes leave free (:func:`free_cores`: all of them when nothing else is in
+``/proc/loadavg``'s run queue, else a 30 ms sample of ``/proc/stat``) and uses
+at most that many. The count is taken once, when the fit starts.
 """
 
 import contextlib
