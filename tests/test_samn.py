@@ -732,11 +732,11 @@ def test_full_batch_gradient_accumulated_over_chunks(long_tailed, monkeypatch):
     assert minibatch.n_iter_ == 10 and minibatch.score(X, y) > 0.9
 
 
-def test_learning_rate_is_per_pass(long_tailed, monkeypatch):
-    # k minibatches per pass take steps of learning_rate_init / k each.
+@pytest.fixture
+def adam_step_sizes(monkeypatch):
+    """The learning rate of every Adam step taken while the test runs."""
     from sklearn_samn import _optim
 
-    X, y = long_tailed
     seen = []
     original = _optim.Adam.step
 
@@ -745,6 +745,13 @@ def test_learning_rate_is_per_pass(long_tailed, monkeypatch):
         return original(self, lr)
 
     monkeypatch.setattr(_optim.Adam, "step", spy)
+    return seen
+
+
+def test_learning_rate_is_per_pass(long_tailed, adam_step_sizes):
+    # k minibatches per pass take steps of learning_rate_init / k each.
+    X, y = long_tailed
+    seen = adam_step_sizes
     adam = dict(device="cpu", solver="adam", max_iter=1, learning_rate_init=0.01)
     SAMNClassifier(**adam).fit(X, y)
     SAMNClassifier(**adam, batch_size=39).fit(X, y)
@@ -763,20 +770,11 @@ def test_norms_can_separate_from_their_equal_start():
     assert norms.max() > norms.min() * 1.01
 
 
-def test_adam_learning_rate_follows_the_cosine_schedule(long_tailed, monkeypatch):
+def test_adam_learning_rate_follows_the_cosine_schedule(long_tailed, adam_step_sizes):
     # Documented: the learning rate decays from learning_rate_init to zero
     # along a cosine over the max_iter passes (one step per pass, full batch).
-    from sklearn_samn import _optim
-
     X, y = long_tailed
-    seen = []
-    original = _optim.Adam.step
-
-    def spy(self, lr):
-        seen.append(lr)
-        return original(self, lr)
-
-    monkeypatch.setattr(_optim.Adam, "step", spy)
+    seen = adam_step_sizes
     SAMNClassifier(device="cpu", solver="adam", max_iter=8, tol=None,
                    learning_rate_init=0.01).fit(X, y)
     expected = 0.01 * 0.5 * (1 + np.cos(np.pi * np.arange(8) / 8))
