@@ -168,6 +168,14 @@ def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
                 p.copy_(x[start:start + size].view_as(p))
                 start += size
 
+    def restore(x, grad):
+        """Put the head back at ``x``, with the gradient already computed there."""
+        load(x)
+        start = 0
+        for p, size in zip(params, sizes):
+            p.grad = grad[start:start + size].view_as(p).clone()
+            start += size
+
     def evaluate():
         value = objective(head)
         if not np.isfinite(value):
@@ -219,8 +227,7 @@ def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
             t = float(np.clip(-slope * t * t / (2 * curvature), 0.1 * t, 0.5 * t)) \
                 if curvature > 0 else 0.1 * t
         else:
-            load(x)
-            objective(head)  # leave the gradient of the returned point
+            restore(x, grad)
             return n_iter, True
         if not curved and t == 1.0:
             # Without curvature the unit step may be far too short: double it
@@ -235,8 +242,7 @@ def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
                 ):
                     break
                 t, candidate, new_value, new_grad = 2 * t, longer, longer_value, longer_grad
-            load(candidate)
-            objective(head)  # the parameters and gradient of the accepted point
+            restore(candidate, new_grad)  # the accepted point, not the last one tried
         n_iter += 1
         s, y = candidate - x, new_grad - grad
         sy = float(s.dot(y))
