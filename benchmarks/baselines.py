@@ -187,6 +187,22 @@ def fit_lr_logit_adjusted(X, y, *, seed):
     return LinearPredictor(model.coef_, intercept, model.classes_, C=C)
 
 
+def fit_lr_la_name(X, y, class_embeddings, *, seed, C=10.0):
+    """The simple use of class-name embeddings (issue 12): LogisticRegression(C=10)
+    on the rows plus each class's name embedding as one more row of its class,
+    then post-hoc logit adjustment with the *real* class counts.
+
+    ``class_embeddings`` has one row per label ``0..n_classes-1``. C = 10 is the
+    value the issue measured it with (not tuned here).
+    """
+    classes = np.unique(y)
+    X_aug = np.vstack([X, class_embeddings[classes]])
+    y_aug = np.concatenate([y, classes])
+    model = _lr(C).fit(X_aug, y_aug)
+    intercept = model.intercept_ - np.log(_prior(y, model.classes_))
+    return LinearPredictor(model.coef_, intercept, model.classes_, C=C)
+
+
 # ---------------------------------------------------------------------- tau-norm
 def tau_normalise(coef, tau):
     """Rows ``w_c / ||w_c||**tau`` (Kang et al. 2020)."""

@@ -55,6 +55,8 @@ METRICS = ("balanced", "many", "medium", "few")
 
 METHOD_NOTES = {
     "samn": "SAMNClassifier() defaults (device='cpu', random_state=seed)",
+    "samn_prior": "SAMNClassifier(class_embeddings=E) defaults, E = the class-name "
+                  "embeddings of the same encoder (banking77, hwu64 only)",
     "samn_paper": "SAMNClassifier(variant='paper', loss='cross_entropy', solver='sgd', "
                   "learning_rate_init=5e-4 * n / 64 (i.e. 5e-4 per step), batch_size=64, "
                   "max_iter=20) warm-started from the "
@@ -68,6 +70,9 @@ METHOD_NOTES = {
     "lws": "lr_cv head frozen, per-class logit scales learnt with class-balanced sampling",
     "weight_balancing": "lr_cv head (stage 1) + class-balanced CE with weight decay and "
                         "MaxNorm (both by validation)",
+    "lr_la_name": "LogisticRegression(C=10) on the rows plus one name-embedding row per "
+                  "class, then argmax(logits - log prior) with the real counts (the simple "
+                  "trick of issue 12; banking77, hwu64 only)",
     "stage1_head": "stage1 only, reference: the MLP's own last layer, no stage 2 (fit s = 0)",
     "stage1_head_la": "stage1_head + post-hoc logit adjustment (logits - log prior, tau = 1; "
                       "fit s = 0)",
@@ -86,12 +91,28 @@ def load_problem(dataset, imbalance_ratio, seed):
         return dict(X_train=p.X_train, y_train=p.y_train, X_test=p.X_test,
                     y_test=p.y_test, coef=p.coef, intercept=p.intercept)
     X, y, Xt, yt = getattr(data, dataset)(imbalance_ratio, seed)
-    return dict(X_train=X, y_train=y, X_test=Xt, y_test=yt)
+    problem = dict(X_train=X, y_train=y, X_test=Xt, y_test=yt)
+    if dataset in ("banking77", "hwu64"):
+        problem["class_embeddings"] = data.class_name_embeddings(dataset)
+    return problem
 
 
 def _samn(problem, seed):
     return SAMNClassifier(device="cpu", random_state=seed).fit(
         problem["X_train"], problem["y_train"])
+
+
+def _samn_prior(problem, seed):
+    # Labels are 0..C-1 and every class is in every long-tailed training set, so
+    # the embeddings' rows are in the order of classes_.
+    return SAMNClassifier(
+        device="cpu", random_state=seed, class_embeddings=problem["class_embeddings"]
+    ).fit(problem["X_train"], problem["y_train"])
+
+
+def _lr_la_name(problem, seed):
+    return baselines.fit_lr_la_name(problem["X_train"], problem["y_train"],
+                                    problem["class_embeddings"], seed=seed)
 
 
 def _samn_paper(problem, seed):
@@ -131,6 +152,9 @@ def methods_for(dataset):
     for name in ("lr_cv", "lr_balanced", "lr_logit_adjusted", "tau_norm", "tau_norm_tuned",
                  "crt", "lws", "weight_balancing"):
         methods[name] = _baseline(name)
+    if dataset in ("banking77", "hwu64"):
+        methods["samn_prior"] = _samn_prior
+        methods["lr_la_name"] = _lr_la_name
     if dataset == "stage1":
         methods["stage1_head"] = _stage1_head
         methods["stage1_head_la"] = _stage1_head_la
@@ -357,6 +381,20 @@ def run_sensitivity(args):
         for knob, label, params in settings:
             score("samn", knob, label, lambda: SAMNClassifier(
                 device="cpu", random_state=seed, **params).fit(X, y))
+        if "class_embeddings" in problem:
+            import sklearn_samn._prior as prior_module
+
+            default_weight = prior_module.PRIOR_WEIGHT
+            for factor in (1.0, 0.5, 2.0):  # default first: the Δ reference
+                prior_module.PRIOR_WEIGHT = default_weight * factor
+                try:
+                    score("samn_prior", "prior weight",
+                          f"pseudo-row weight x{factor:g}",
+                          lambda: SAMNClassifier(
+                              device="cpu", random_state=seed,
+                              class_embeddings=problem["class_embeddings"]).fit(X, y))
+                finally:
+                    prior_module.PRIOR_WEIGHT = default_weight
         for tau in (1.0, 0.5, 1.5, 2.0):  # default first: the Δ reference
             score("tau_norm", "tau", f"tau={tau:g}",
                   lambda: baselines.fit_tau_norm(X, y, seed=seed, tau=tau))
@@ -388,7 +426,11 @@ def sensitivity_report(args, defaults, results, chosen, elapsed, complete):
     lines += [f"SAMNClassifier defaults read from `get_params()`: max_iter="
               f"{defaults['max_iter']}, tol={defaults['tol']}, cv={defaults['cv']} (the "
               "knobs of the default L-BFGS solver; learning_rate_init and batch_size belong "
-              "to the Adam/SGD solvers). Each knob is changed alone. tau-norm: tau "
+              "to the Adam/SGD solvers). Each knob is changed alone. samn_prior: "
+              "SAMNClassifier(class_embeddings=E) with the weight of each class's "
+              "pseudo-row (one mean sample weight; a design constant, "
+              "sklearn_samn._prior.PRIOR_WEIGHT, not a parameter) halved and doubled. "
+              "tau-norm: tau "
               "on the lr_cv head. Weight balancing: weight decay and MaxNorm threshold (radius "
               "in standardised feature space) x0.5 / x2 around the values chosen on the "
               "validation split, one at a time.", ""]
@@ -397,7 +439,7 @@ def sensitivity_report(args, defaults, results, chosen, elapsed, complete):
                   "| method | knob | setting | balanced | Δ vs the method's first row |",
                   "|---|---|---|---|---|"]
         swings = {}
-        for method in ("samn", "tau_norm", "weight_balancing"):
+        for method in ("samn", "samn_prior", "tau_norm", "weight_balancing"):
             rows = [(k, lab, v) for (d, m, k, lab), v in results.items()
                     if m == method and d == dataset]
             if not rows:

@@ -26,6 +26,9 @@ _SINGLE_SPLIT_ABOVE = 10_000
 # Whether classes that cannot be held out count in the cross-validation score
 # (benchmarks/selection_study.py compares both).
 _CREDIT_UNSCORED = True
+# Repetitions of the cross-validation, each with its own draw of the folds; their
+# out-of-fold predictions are pooled (benchmarks/prior_study.py).
+_CV_REPEATS = 1
 _MAX_BACKTRACKS = 30
 
 
@@ -76,11 +79,15 @@ class HeadObjective:
     logit_offset : ndarray of shape (n_classes,)
         Added to the logits in the loss only.
     total_weight : float
-        Sum of the sample weights of ``rows``: the loss is their weighted mean.
+        Sum of the sample weights of ``rows`` and of ``prior``'s rows: the loss
+        is their weighted mean.
+    prior : tuple of torch.Tensor or None
+        Rows that every objective sums over besides ``rows`` (the pseudo-rows of
+        the class embeddings): ``(x, y, weight)``, ``x`` in the space of ``X``.
     """
 
     def __init__(self, stream, rows, y_t, weight_t, shift_t, inv_scale, logit_offset,
-                 total_weight):
+                 total_weight, prior=None):
         self.stream = stream
         self.rows = rows
         self.y_t = y_t
@@ -91,6 +98,7 @@ class HeadObjective:
             logit_offset, dtype=torch.float32, device=y_t.device
         )
         self.total_weight = float(total_weight)
+        self.prior = prior
 
     def __call__(self, head):
         """The objective at ``head``; its gradient is left in the parameters' ``.grad``."""
@@ -106,6 +114,11 @@ class HeadObjective:
             total += _add_block_gradient(
                 xb, self.y_t[rows], self.weight_t[rows], w, b, self.shift_t,
                 self.inv_scale, row_scale, grad_w, grad_b,
+            ).double()
+        if self.prior is not None:
+            total += _add_block_gradient(
+                *self.prior, w, b, self.shift_t, self.inv_scale, row_scale,
+                grad_w, grad_b,
             ).double()
         # The scalar whose gradient w.r.t. (weights, bias) is the accumulated one.
         ((weights * grad_w).sum() + (bias * grad_b).sum()).backward()
@@ -281,6 +294,7 @@ def train_head_lbfgs(
     device,
     random_state,
     verbose,
+    prior=None,
 ):
     """Fit a head by full-batch L-BFGS, choosing its norm cap by CV if asked.
 
@@ -310,6 +324,9 @@ def train_head_lbfgs(
     random_state : numpy.random.RandomState
         Draws the folds.
     verbose : int
+    prior : tuple (embeddings, weight) or None
+        Class embeddings in the space of ``X`` (one row per class) that every
+        fit, of every fold, counts as training rows of weight ``weight``.
 
     Returns
     -------
@@ -320,6 +337,7 @@ def train_head_lbfgs(
         fit), ``loss_curve`` (its objective after each iteration) and, with
         ``"cv"``, ``cv_results`` (caps tried, their scores, fold iterations).
     """
+    from ._prior import prior_offset_counts, prior_rows_on_device
     from ._streaming import RowStream
     from ._threads import torch_threads_for
     from ._training import (
@@ -336,15 +354,23 @@ def train_head_lbfgs(
     y_t, weight_t, shift_t, inv_scale = rows_on_device(
         y, sample_weight, shift, scale, device
     )
+    prior_t = prior_rows_on_device(prior, device)
+    prior_total = 0.0 if prior is None else prior[1] * n_classes
 
     with torch_threads_for(block * n_features * n_classes, device):
         stream = RowStream(X, device, max_rows=block)
 
-        def objective(rows, weight):
+        def objective(rows, weight, with_prior=True):
             counts = np.bincount(y, weights=weight, minlength=n_classes)
+            if not with_prior:
+                return HeadObjective(
+                    stream, BlockRows(n_samples, block, device, rows), y_t, weight_t,
+                    shift_t, inv_scale, logit_offset(loss, counts), counts.sum(),
+                )
             return HeadObjective(
                 stream, BlockRows(n_samples, block, device, rows), y_t, weight_t,
-                shift_t, inv_scale, logit_offset(loss, counts), counts.sum(),
+                shift_t, inv_scale, logit_offset(loss, prior_offset_counts(counts, prior)),
+                counts.sum() + prior_total, prior_t,
             )
 
         info = {}
@@ -352,6 +378,7 @@ def train_head_lbfgs(
             max_norm, state, info["cv_results"] = _cross_validate(
                 variant, initial_state, y, sample_weight, class_count, objective,
                 n_folds, tol, max_iter, device, random_state, verbose, block=block,
+                has_prior=prior is not None,
             )
         else:
             state = initial_state(sample_weight)
@@ -378,7 +405,8 @@ def _say(message):
 
 
 def _cross_validate(variant, initial_state, y, sample_weight, class_count, objective,
-                    n_folds, tol, max_iter, device, random_state, verbose, *, block):
+                    n_folds, tol, max_iter, device, random_state, verbose, *, block,
+                    has_prior=False):
     """The CV path of :func:`train_head_lbfgs`: ``(max_norm, start_state, results)``.
 
     The start of the final fit is the mean of the folds' heads at the chosen
@@ -386,30 +414,35 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
     averaged), as ``LogisticRegressionCV`` starts its refit from the mean of
     its folds' coefficients.
     """
+    from . import _prior
     from ._selection import MAX_NORM_GRID, long_tail_folds, select_max_norm
     from ._training import build_head, head_state
-
-    fold_of = long_tail_folds(y, sample_weight, n_folds, random_state)
     folds = []
-    # Above this many samples one held-out fold is a precise enough score and
-    # the other folds would multiply the cost: scikit-learn's
-    # HistGradientBoosting switches to a single validation split at the same
-    # size.
-    for k in range(n_folds if len(y) <= _SINGLE_SPLIT_ABOVE else 1):
-        held_out = np.flatnonzero(fold_of == k)
-        if held_out.shape[0] == 0:
-            continue
-        weight = sample_weight * (fold_of != k)
-        state = dict(initial_state(weight),
-                     log_norms=np.full(len(class_count), np.log(MAX_NORM_GRID[0])))
-        folds.append({
-            "head": build_head(variant, state, class_count, max_norm=MAX_NORM_GRID[0],
-                               device=device),
-            "objective": objective(np.flatnonzero(fold_of != k), weight),
-            "held_out": held_out,
-            "held_out_rows": BlockRows(len(y), block, device, held_out),
-            "states": {},
-        })
+    for _ in range(_CV_REPEATS):
+        fold_of = long_tail_folds(
+            y, sample_weight, n_folds, random_state,
+            min_members=1 if (has_prior and _prior._HOLD_OUT_SINGLETONS) else 2,
+        )
+        # Above this many samples one held-out fold is a precise enough score and
+        # the other folds would multiply the cost: scikit-learn's
+        # HistGradientBoosting switches to a single validation split at the same
+        # size.
+        for k in range(n_folds if len(y) <= _SINGLE_SPLIT_ABOVE else 1):
+            held_out = np.flatnonzero(fold_of == k)
+            if held_out.shape[0] == 0:
+                continue
+            weight = sample_weight * (fold_of != k)
+            state = dict(initial_state(weight),
+                         log_norms=np.full(len(class_count), np.log(MAX_NORM_GRID[0])))
+            folds.append({
+                "head": build_head(variant, state, class_count,
+                                   max_norm=MAX_NORM_GRID[0], device=device),
+                "objective": objective(np.flatnonzero(fold_of != k), weight,
+                                       with_prior=_prior._PRIOR_IN_CV),
+                "held_out": held_out,
+                "held_out_rows": BlockRows(len(y), block, device, held_out),
+                "states": {},
+            })
     if not folds:
         # Every class has a single sample: nothing can be held out, and the
         # strongest cap (closest to the nearest-class-mean rule) is kept.

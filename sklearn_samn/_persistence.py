@@ -25,7 +25,8 @@ from ._samn import SAMNClassifier
 __all__ = ["save", "load"]
 
 FORMAT = "sklearn-samn-model"
-FORMAT_VERSION = 2
+# Version 3 adds the class_embeddings parameter (stored as an array).
+FORMAT_VERSION = 3
 # Version 1 files hold a digest of the arrays only; they still load.
 _ARRAYS_ONLY_DIGEST_VERSION = 1
 
@@ -144,11 +145,26 @@ def save(estimator, path):
     elif counts is not None:
         counts = {"array": [_json_scalar(v, "class_counts count")
                             for v in np.asarray(counts).tolist()]}
+    embeddings = params.pop("class_embeddings")
     params = {k: _json_scalar(v, f"parameter {k}") if v is not None else None
               for k, v in params.items()}
     params["class_counts"] = counts
 
     arrays = {name: _plain_array(getattr(estimator, name), name) for name in _ARRAYS}
+    # The prior's vectors go in the archive as one array; a dict's labels, in
+    # the metadata.
+    if isinstance(embeddings, dict):
+        params["class_embeddings"] = {
+            "dict": [_json_scalar(k, "class_embeddings label") for k in embeddings]
+        }
+        arrays["param.class_embeddings"] = np.stack(
+            [np.asarray(v, dtype=np.float64) for v in embeddings.values()]
+        )
+    elif embeddings is not None:
+        params["class_embeddings"] = {"array": True}
+        arrays["param.class_embeddings"] = np.asarray(embeddings, dtype=np.float64)
+    else:
+        params["class_embeddings"] = None
     if hasattr(estimator, "feature_names_in_"):
         arrays["feature_names_in_"] = _plain_array(
             estimator.feature_names_in_, "feature_names_in_"
@@ -272,7 +288,13 @@ def _rebuild(meta, arrays):
         counts = (
             {k: v for k, v in counts["dict"]} if "dict" in counts else counts["array"]
         )
-    estimator = SAMNClassifier(class_counts=counts, **params)
+    embeddings = params.pop("class_embeddings", None)
+    if embeddings is not None:
+        vectors = arrays["param.class_embeddings"]
+        embeddings = (
+            dict(zip(embeddings["dict"], vectors)) if "dict" in embeddings else vectors
+        )
+    estimator = SAMNClassifier(class_counts=counts, class_embeddings=embeddings, **params)
     for name in _ARRAYS:
         setattr(estimator, name, arrays[name])
     estimator.loss_curve_ = [float(v) for v in estimator.loss_curve_]

@@ -19,6 +19,7 @@ from sklearn.utils.validation import (
 )
 
 from ._device import check_device_string
+from ._prior import centred, check_class_embeddings, prior_weight
 from ._validation import (
     check_sliceable_array,
     class_counts_array,
@@ -167,6 +168,22 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         logit-adjusted loss always uses the distribution of the training set
         itself.
 
+    class_embeddings : array-like of shape (n_classes, n_features) or dict, default=None
+        A prior for the classes with few samples: each class's embedding by the
+        encoder that made ``X`` (its name or description through a sentence
+        encoder, a CLIP-like text tower's "a photo of a {name}", ...), in the
+        space of the ``X`` given to ``fit``. An array in the order of
+        ``classes_`` or a dict mapping every label of ``y`` to its vector (it
+        may hold more labels, which are not used: prefer it in
+        cross-validation, where a fold may lack a rare class). Each embedding
+        is one more training row of its class, weighted as one average sample
+        of ``X``; it stays in the training part of every fold of the internal
+        cross-validation, and the standardisation, the monotone order
+        (``class_count_``) and the logit adjustment use the real rows only.
+        In a pipeline whose earlier steps transform ``X``, give them to
+        :class:`~sklearn_samn.ClassPriorPipeline` instead, which sends them
+        through those steps. ``None``: no prior.
+
     warm_start : bool, default=False
         Whether to start from the previous fit's head when ``fit`` is called
         again. ``coef_init`` takes precedence.
@@ -280,6 +297,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         "tol": [Interval(Real, 0, None, closed="left"), None],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "class_counts": [None, "array-like", dict],
+        "class_embeddings": [None, "array-like", dict],
         "warm_start": ["boolean"],
         "device": [str],
         "random_state": ["random_state"],
@@ -300,6 +318,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         tol=1e-4,
         n_iter_no_change=10,
         class_counts=None,
+        class_embeddings=None,
         warm_start=False,
         device="auto",
         random_state=None,
@@ -316,6 +335,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.class_counts = class_counts
+        self.class_embeddings = class_embeddings
         self.warm_start = warm_start
         self.device = device
         self.random_state = random_state
@@ -380,10 +400,13 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         )
         class_count = _check_class_counts(self.class_counts, classes, train_counts)
         init = _check_init(coef_init, intercept_init, n_classes, n_features)
+        embeddings = check_class_embeddings(self.class_embeddings, classes, n_features)
+        prior = None if embeddings is None else (embeddings, prior_weight(sample_weight))
 
         # Imports torch: kept out of module scope so that prediction needs none.
         try:
             from ._lbfgs import train_head_lbfgs
+            from ._prior import prior_offset_counts
             from ._training import (
                 build_head,
                 effective_weights,
@@ -406,6 +429,8 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         else:
             shift, scale = np.zeros(n_features), 1.0
         max_norm = self._resolved_max_norm()
+        if prior is not None:
+            prior = (centred(prior[0], shift), prior[1])
 
         warm = init is None and self.warm_start and hasattr(self, "coef_")
         if warm and (
@@ -434,7 +459,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
             def initial_state(weight):
                 return _initial_state(
                     self.variant, init, X, y_encoded, weight, n_classes,
-                    shift, scale, class_count, random_state, initial_norm,
+                    shift, scale, class_count, random_state, initial_norm, prior,
                 )
 
         if self.solver == "lbfgs":
@@ -449,7 +474,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
                 class_count=class_count, shift=shift, scale=scale, loss=self.loss,
                 max_norm=max_norm, n_folds=self.cv, tol=self.tol or 0.0,
                 max_iter=self.max_iter, device=device, random_state=random_state,
-                verbose=self.verbose,
+                verbose=self.verbose, prior=prior,
             )
             max_norm = info["max_norm"]
             loss_curve, converged = info["loss_curve"], info["converged"]
@@ -467,7 +492,9 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
                 sample_weight,
                 shift=shift,
                 scale=scale,
-                logit_offset=logit_offset(self.loss, train_counts),
+                logit_offset=logit_offset(
+                    self.loss, prior_offset_counts(train_counts, prior)
+                ),
                 solver=self.solver,
                 learning_rate_init=self.learning_rate_init,
                 batch_size=self.batch_size,
@@ -477,6 +504,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
                 device=device,
                 generator=torch_generator(random_state),
                 verbose=self.verbose,
+                prior=prior,
             )
             state = head_state(head)
             n_iter = len(loss_curve)
@@ -732,8 +760,9 @@ def _weighted_centre_and_scale(X, sample_weight):
     return mean, scale
 
 
-def _class_means(X, y, sample_weight, n_classes, shift, scale):
-    """Weighted class means of ``(X - shift) / scale``."""
+def _class_means(X, y, sample_weight, n_classes, shift, scale, prior=None):
+    """Weighted class means of ``(X - shift) / scale``, with the pseudo-rows of
+    ``prior`` (``(embeddings, weight)``, one row per class) among the rows."""
     sums = np.zeros((n_classes, X.shape[1]))
     for rows in _chunks(X.shape[0], X.shape[1], share=16):
         chunk = (np.asarray(X[rows], dtype=np.float64) - shift) / scale
@@ -745,6 +774,10 @@ def _class_means(X, y, sample_weight, n_classes, shift, scale):
         )
         sums += one_hot @ chunk
     weights = np.bincount(y, weights=sample_weight, minlength=n_classes)
+    if prior is not None:
+        embeddings, weight = prior
+        sums += weight * (embeddings - shift) / scale
+        weights = weights + weight
     return sums / np.maximum(weights, np.finfo(np.float64).tiny)[:, None]
 
 
@@ -776,7 +809,7 @@ def _usable_directions(directions, class_means, random_state):
 
 def _initial_state(
     variant, init, X, y, sample_weight, n_classes, shift, scale, class_count,
-    random_state, initial_norm=None,
+    random_state, initial_norm=None, prior=None,
 ):
     """Initial head parameters, float64 NumPy, in the head's input space.
 
@@ -792,11 +825,11 @@ def _initial_state(
         zero = _zero_rows(directions)
         directions = _usable_directions(
             directions,
-            lambda: _class_means(X, y, sample_weight, n_classes, shift, scale),
+            lambda: _class_means(X, y, sample_weight, n_classes, shift, scale, prior),
             random_state,
         )
     else:
-        directions = _class_means(X, y, sample_weight, n_classes, shift, scale)
+        directions = _class_means(X, y, sample_weight, n_classes, shift, scale, prior)
         bias = np.zeros(n_classes)
         directions = _usable_directions(directions, None, random_state)
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ._optim import SGD, Adam
 from ._pava import CountOrder, monotone_projection_torch
+from ._prior import prior_rows_on_device
 from ._streaming import RowStream
 from ._threads import torch_threads_for
 
@@ -247,6 +248,7 @@ def train_head(
     device,
     generator,
     verbose,
+    prior=None,
 ):
     """Minimise the weighted cross-entropy of ``head`` on standardised ``X``.
 
@@ -280,6 +282,10 @@ def train_head(
     generator : torch.Generator
         Drives the minibatch shuffling.
     verbose : int
+    prior : tuple (embeddings, weight) or None
+        Class embeddings in the space of ``X``, one row per class, counted as
+        training rows of weight ``weight``: each step adds them with the
+        share of a pass that its minibatch is, so that a pass weighs them once.
 
     Returns
     -------
@@ -294,6 +300,9 @@ def train_head(
     y_t, w_t, shift_t, inv_scale = rows_on_device(y, sample_weight, shift, scale, device)
     offset_t = torch.as_tensor(logit_offset, dtype=torch.float32, device=device)
     total_weight = float(np.sum(sample_weight, dtype=np.float64))
+    prior_t = prior_rows_on_device(prior, device)
+    if prior is not None:
+        total_weight += prior[1] * n_classes
     mean_weight = total_weight / n_samples
 
     batch_size = n_samples if batch_size is None else min(batch_size, n_samples)
@@ -346,6 +355,14 @@ def train_head(
                     1.0 / (mean_weight * step_rows), step[2], step[3],
                 )
                 epoch_loss += weighted.double()
+                if last and prior_t is not None:
+                    # The pseudo-rows, weighed by the share of a pass this
+                    # step is: their gradient is scaled as the rows' is.
+                    share = step_rows / n_samples
+                    epoch_loss += share * _add_block_gradient(
+                        *prior_t, step[0], step[1], shift_t, inv_scale,
+                        1.0 / (mean_weight * n_samples), step[2], step[3],
+                    ).double()
                 if last:
                     for p in optimizer.params:
                         p.grad = None

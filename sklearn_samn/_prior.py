@@ -1,0 +1,126 @@
+"""Class embeddings as a prior for the head: validation and the pseudo-rows.
+
+A class embedding (the encoder's embedding of the class name or description,
+in the space of ``X``) enters the fit as one extra training row of its class,
+weighted as one average sample of the training set. It is in the training
+part of every fold of the internal cross-validation (it is knowledge the
+final fit has too), the standardisation of ``X`` is computed without it, and
+the order of the norms and ``class_count_`` stay the real counts.
+"""
+
+import numpy as np
+
+# The weight of each class's pseudo-row, in units of the mean sample weight
+# of X: one pseudo-observation (benchmarks/SENSITIVITY.md measures half and
+# twice this).
+PRIOR_WEIGHT = 1.0
+# Ablation switches (benchmarks/prior_study.py): whether the logit-adjusted
+# loss counts the pseudo-rows in its class prior, and whether the embeddings
+# are re-centred on the mean of X.
+_OFFSET_WITH_PRIOR = False
+_CENTRE = False
+_HOLD_OUT_SINGLETONS = False
+_PRIOR_IN_CV = True
+
+
+def check_class_embeddings(class_embeddings, classes, n_features):
+    """``class_embeddings`` as a float64 array in the order of ``classes``.
+
+    Parameters
+    ----------
+    class_embeddings : array-like of shape (n_classes, n_features), dict or None
+        Rows in the order of ``classes``, or a mapping label -> vector that
+        covers every label of ``classes`` (it may hold more labels: those are
+        not used).
+    classes : ndarray of shape (n_classes,)
+        The labels of the fit.
+    n_features : int
+        Features of ``X``.
+
+    Returns
+    -------
+    embeddings : ndarray of shape (n_classes, n_features) or None
+    """
+    if class_embeddings is None:
+        return None
+    if isinstance(class_embeddings, dict):
+        missing = [label for label in classes.tolist() if label not in class_embeddings]
+        if missing:
+            raise ValueError(
+                f"class_embeddings has no vector for the labels {missing} of y; "
+                "a dict must map every class of y to its embedding."
+            )
+        rows = []
+        for label in classes.tolist():
+            vector = _numeric(class_embeddings[label], f"class_embeddings[{label!r}]")
+            if vector.shape != (n_features,):
+                raise ValueError(
+                    f"class_embeddings[{label!r}] must be a vector of {n_features} "
+                    f"values, one per feature of X; got shape {vector.shape}."
+                )
+            rows.append(vector)
+        embeddings = np.stack(rows)
+    else:
+        embeddings = _numeric(class_embeddings, "class_embeddings")
+        if embeddings.shape != (len(classes), n_features):
+            hint = (
+                " Pass a dict label -> vector when the classes of y can vary, as "
+                "in the folds of a cross-validation that may lack a rare class."
+                if embeddings.ndim == 2 and embeddings.shape[1] == n_features else ""
+            )
+            raise ValueError(
+                f"class_embeddings must have shape ({len(classes)}, {n_features}): "
+                "one row per class of y, in the order of classes_, and one column "
+                f"per feature of X; got shape {embeddings.shape}.{hint}"
+            )
+    if not np.all(np.isfinite(embeddings)):
+        bad = np.flatnonzero(~np.all(np.isfinite(embeddings), axis=1))
+        raise ValueError(
+            "class_embeddings contains NaN or infinity, in the rows of the "
+            f"classes {classes[bad].tolist()}."
+        )
+    return embeddings
+
+
+def _numeric(value, name):
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be numeric; {error}") from error
+    return array
+
+
+def prior_weight(sample_weight):
+    """Weight of each pseudo-row: ``PRIOR_WEIGHT`` mean sample weights of the
+    rows that count (weight > 0), so that a weighted fit sees it as one sample."""
+    positive = sample_weight[sample_weight > 0]
+    return PRIOR_WEIGHT * float(positive.mean())
+
+
+def prior_offset_counts(counts, prior):
+    """The class counts behind the logit offset of the loss."""
+    if prior is None or not _OFFSET_WITH_PRIOR:
+        return counts
+    return counts + prior[1]
+
+
+def prior_rows_on_device(prior, device):
+    """``(x, y, weight)`` tensors of the pseudo-rows, or ``None``."""
+    if prior is None:
+        return None
+    import torch
+
+    embeddings, weight = prior
+    n_classes = embeddings.shape[0]
+    return (
+        torch.as_tensor(embeddings, dtype=torch.float32, device=device),
+        torch.arange(n_classes, device=device),
+        torch.full((n_classes,), weight, dtype=torch.float32, device=device),
+    )
+
+
+def centred(embeddings, shift):
+    """The embeddings moved so that their mean is ``shift`` (the mean of X)."""
+    if not _CENTRE:
+        return embeddings
+    return embeddings - embeddings.mean(axis=0) + shift
