@@ -8,7 +8,8 @@ fitted on the long-tailed set and scored on those validation rows (balanced
 accuracy, and the accuracy on the rarest third of the classes). The test
 split is not read.
 
-    python benchmarks/prior_study.py [--seeds 0,1,2] [--variants a,b] [--out PRIOR.md]
+    python benchmarks/prior_study.py [--seeds 0,1,2] [--variants a,b] [--jobs 2]
+                                     [--by-count] [--out PRIOR.md]
 
 Variants set the private switches of ``sklearn_samn._prior`` (design choices,
 not user knobs) or the estimator's parameters.
@@ -33,7 +34,6 @@ import data  # noqa: E402
 
 import sklearn_samn._lbfgs as lbfgs_module  # noqa: E402
 import sklearn_samn._prior as prior_module  # noqa: E402
-import sklearn_samn._selection as selection_module  # noqa: E402
 from sklearn_samn import SAMNClassifier  # noqa: E402
 from sklearn_samn.datasets import make_long_tailed  # noqa: E402
 
@@ -67,7 +67,7 @@ def samn(**switches):
               and k not in ("use_prior", "weight")}
 
     def fit(X, y, E):
-        modules = {k: next(m for m in (prior_module, lbfgs_module, selection_module)
+        modules = {k: next(m for m in (prior_module, lbfgs_module)
                            if hasattr(m, k)) for k in switches if k.startswith("_")}
         saved = [(modules[k], k, getattr(modules[k], k)) for k in modules]
         saved.append((prior_module, "PRIOR_WEIGHT", prior_module.PRIOR_WEIGHT))
@@ -108,18 +108,81 @@ VARIANTS = {
     "w1_adam": samn(solver="adam"),
     "lr_trick": lr_trick(),
     "w1_no_credit": samn(_CREDIT_UNSCORED=False),
-    "w1_cap_without_prior": samn(_PRIOR_IN_CV=False),
-    "w1_cv_x3": samn(_CV_REPEATS=3),
-    "w1_paired": samn(_RULE="paired"),
-    "no_prior_paired": samn(use_prior=False, _RULE="paired"),
-    "no_prior_cv_x3": samn(use_prior=False, _CV_REPEATS=3),
-    "w1_one_se": samn(_RULE="one_se"),
-    "w1_one_se_no_credit": samn(_RULE="one_se", _CREDIT_UNSCORED=False),
-    "no_prior_one_se": samn(use_prior=False, _RULE="one_se"),
-    "w1_hold_singletons": samn(_HOLD_OUT_SINGLETONS=True),
     "no_prior_no_credit": samn(use_prior=False, _CREDIT_UNSCORED=False),
     **{f"w1_cap{cap:g}": samn(max_norm=cap) for cap in (4.0, 5.66, 8.0, 11.3, 16.0, 22.6)},
 }
+
+
+def study(dataset, seeds, names):
+    """The table of one dataset: Markdown lines."""
+    table = {name: {} for name in names}
+    for ir in IMBALANCE:
+        for seed in seeds:
+            X, y, Xv, yv, E = split(dataset, ir, seed)
+            for name in names:
+                start = time.perf_counter()
+                predict, cap = VARIANTS[name](X, y, E)
+                pred = predict(Xv)
+                bal = balanced_accuracy_score(yv, pred)
+                table[name].setdefault(ir, []).append(
+                    (bal, few_shot(y, yv, pred), time.perf_counter() - start, cap))
+                print(f"{dataset} IF{ir} seed{seed} {name}: {100 * bal:.2f} "
+                      f"cap={cap}", file=sys.stderr, flush=True)
+    lines = [f"\n### {dataset} (validation rows, seeds {','.join(map(str, seeds))})\n",
+             "| variant | IF100 | IF50 | IF10 | mean | few IF100 | few mean | fit s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        per_ir = [np.mean([r[0] for r in table[name][ir]]) for ir in IMBALANCE]
+        few = [np.mean([r[1] for r in table[name][ir]]) for ir in IMBALANCE]
+        secs = np.mean([r[2] for ir in IMBALANCE for r in table[name][ir]])
+        lines.append(
+            f"| {name} | " + " | ".join(f"{100 * v:.2f}" for v in per_ir)
+            + f" | {100 * np.mean(per_ir):.2f} | {100 * few[0]:.1f} | "
+            f"{100 * np.mean(few):.1f} | {secs:.1f} |")
+    return lines
+
+
+def by_count(dataset, imbalance_ratio, seed, caps=(8.0, 11.3, 22.6, 45.3)):
+    """Where a cap helps and hurts: recall by training count, out of fold (the
+    folds of the default's cross-validation, fitted with ``SAMNClassifier(max_norm=
+    cap, class_embeddings=E)`` and the full counts) and on the validation rows
+    (the fit on every row). Singletons are never held out, so their CV column is
+    empty."""
+    from sklearn_samn._selection import long_tail_folds
+
+    X, y, Xv, yv, E = split(dataset, imbalance_ratio, seed)
+    counts = np.bincount(y)
+    fold = long_tail_folds(y, np.ones(len(y)), 5, np.random.RandomState(0))
+    bins = [(1, 1), (2, 3), (4, 8), (9, 10**6)]
+    lines = [f"\n### {dataset} IF {imbalance_ratio} seed {seed}: recall (%) by training "
+             "count\n",
+             "| cap | CV balanced | val balanced | "
+             + " | ".join(f"n {lo}-{hi if hi < 10**6 else 'max'} "
+                          f"({int(np.sum((counts >= lo) & (counts <= hi)))} classes) CV / val"
+                          for lo, hi in bins) + " |",
+             "|---|---|---|" + "---|" * len(bins)]
+    for cap in caps:
+        pred = np.full(len(y), -1)
+        for k in range(5):
+            train, test = fold != k, fold == k
+            model = SAMNClassifier(max_norm=cap, class_embeddings=E, class_counts=counts,
+                                   device="cpu").fit(X[train], y[train])
+            pred[test] = model.predict(X[test])
+        val = SAMNClassifier(max_norm=cap, class_embeddings=E, device="cpu").fit(
+            X, y).predict(Xv)
+        cv_recall = {c: np.mean(pred[(fold >= 0) & (y == c)] == c)
+                     for c in np.unique(y[fold >= 0])}
+        val_recall = {c: np.mean(val[yv == c] == c) for c in np.unique(yv)}
+        cells = []
+        for lo, hi in bins:
+            members = [c for c in range(len(counts)) if lo <= counts[c] <= hi]
+            scored = [cv_recall[c] for c in members if c in cv_recall]
+            cv_cell = f"{100 * np.mean(scored):.0f}" if scored else "-"
+            cells.append(f"{cv_cell} / {100 * np.mean([val_recall[c] for c in members]):.0f}")
+        lines.append(f"| {cap:g} | {100 * np.mean(list(cv_recall.values())):.1f} | "
+                     f"{100 * np.mean(list(val_recall.values())):.1f} | "
+                     + " | ".join(cells) + " |")
+    return lines
 
 
 def main():
@@ -127,42 +190,37 @@ def main():
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--datasets", default="banking77,hwu64")
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="datasets run in parallel processes (one thread each)")
+    parser.add_argument("--by-count", action="store_true",
+                        help="add recall by training count at four caps (IF 100, seed 0)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     names = args.variants.split(",")
-    lines = []
-    for dataset in args.datasets.split(","):
-        table = {name: {} for name in names}
-        for ir in IMBALANCE:
-            for seed in seeds:
-                X, y, Xv, yv, E = split(dataset, ir, seed)
-                for name in names:
-                    start = time.perf_counter()
-                    predict, cap = VARIANTS[name](X, y, E)
-                    pred = predict(Xv)
-                    bal = balanced_accuracy_score(yv, pred)
-                    table[name].setdefault(ir, []).append(
-                        (bal, few_shot(y, yv, pred), time.perf_counter() - start, cap))
-                    print(f"{dataset} IF{ir} seed{seed} {name}: {100 * bal:.2f} "
-                          f"cap={cap}", file=sys.stderr, flush=True)
-        lines += [f"\n### {dataset} (validation rows, seeds {args.seeds})\n",
-                  "| variant | IF100 | IF50 | IF10 | mean | few IF100 | few mean | fit s |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for name in names:
-            per_ir = [np.mean([r[0] for r in table[name][ir]]) for ir in IMBALANCE]
-            few = [np.mean([r[1] for r in table[name][ir]]) for ir in IMBALANCE]
-            secs = np.mean([r[2] for ir in IMBALANCE for r in table[name][ir]])
-            lines.append(
-                f"| {name} | " + " | ".join(f"{100 * v:.2f}" for v in per_ir)
-                + f" | {100 * np.mean(per_ir):.2f} | {100 * few[0]:.1f} | "
-                f"{100 * np.mean(few):.1f} | {secs:.1f} |")
+    datasets = args.datasets.split(",")
+    from joblib import Parallel, delayed
+
+    tables = Parallel(n_jobs=args.jobs)(
+        delayed(study)(dataset, seeds, names) for dataset in datasets)
+    diagnosis = Parallel(n_jobs=args.jobs)(
+        delayed(by_count)(dataset, 100, 0) for dataset in datasets
+    ) if args.by_count else []
+    lines = [line for table in tables for line in table]
+    if diagnosis:
+        lines += ["\n## Where the cap helps and hurts, with the prior (IF 100, seed 0)\n",
+                  "Recall by training count at four fixed caps: out of fold in the "
+                  "default's 5 folds (`CV`), and on the validation rows for the fit on "
+                  "every row (`val`). The classes with one sample are never held out: the "
+                  "cross-validation cannot see that large caps cost them most."]
+        lines += [line for table in diagnosis for line in table]
     head = [
         "# How the class-embedding prior enters the fit (validation rows, not test)",
         "",
         f"Command: `python benchmarks/prior_study.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}`",
         "",
-        f"- generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; 1 thread per process",
+        f"- generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; 1 thread per "
+        f"process, {args.jobs} process(es) at a time",
         "- Each long-tailed training set (IF 100/50/10, seeds as below) is scored on up to "
         "20 rows per class drawn from the training pool rows it did not use; the test "
         "split is never read. Balanced accuracy in %, mean over seeds; few = the rarest "
@@ -172,10 +230,8 @@ def main():
         "`w1_offset_with_prior` = the pseudo-rows counted in the logit offset; "
         "`w1_centred` = embeddings re-centred on the mean of X; `w1_adam` = "
         "solver='adam'; `w1_no_credit` = singletons not credited in the CV score; "
-        "`w1_cap_without_prior` = the cap chosen by a CV without the pseudo-rows; "
-        "`w1_hold_singletons` = singletons' one sample held out too (their class left "
-        "with its name); `*one_se*` = the smallest cap within one standard error of the "
-        "best; `w1_cap<r>` = a fixed cap r (no CV); `lr_trick` = LogisticRegression(C=10) "
+        "`no_prior_no_credit` = the same without the prior; `w1_cap<r>` = a fixed cap r "
+        "(no CV, not a rule: the curve the CV is choosing on); `lr_trick` = LogisticRegression(C=10) "
         "+ one name row per class + post-hoc logit adjustment with the real counts.",
     ]
     text = "\n".join(head + lines)

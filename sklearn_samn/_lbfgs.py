@@ -26,9 +26,6 @@ _SINGLE_SPLIT_ABOVE = 10_000
 # Whether classes that cannot be held out count in the cross-validation score
 # (benchmarks/selection_study.py compares both).
 _CREDIT_UNSCORED = True
-# Repetitions of the cross-validation, each with its own draw of the folds; their
-# out-of-fold predictions are pooled (benchmarks/prior_study.py).
-_CV_REPEATS = 1
 _MAX_BACKTRACKS = 30
 
 
@@ -360,13 +357,8 @@ def train_head_lbfgs(
     with torch_threads_for(block * n_features * n_classes, device):
         stream = RowStream(X, device, max_rows=block)
 
-        def objective(rows, weight, with_prior=True):
+        def objective(rows, weight):
             counts = np.bincount(y, weights=weight, minlength=n_classes)
-            if not with_prior:
-                return HeadObjective(
-                    stream, BlockRows(n_samples, block, device, rows), y_t, weight_t,
-                    shift_t, inv_scale, logit_offset(loss, counts), counts.sum(),
-                )
             return HeadObjective(
                 stream, BlockRows(n_samples, block, device, rows), y_t, weight_t,
                 shift_t, inv_scale, logit_offset(loss, prior_offset_counts(counts, prior)),
@@ -378,7 +370,6 @@ def train_head_lbfgs(
             max_norm, state, info["cv_results"] = _cross_validate(
                 variant, initial_state, y, sample_weight, class_count, objective,
                 n_folds, tol, max_iter, device, random_state, verbose, block=block,
-                has_prior=prior is not None,
             )
         else:
             state = initial_state(sample_weight)
@@ -405,8 +396,7 @@ def _say(message):
 
 
 def _cross_validate(variant, initial_state, y, sample_weight, class_count, objective,
-                    n_folds, tol, max_iter, device, random_state, verbose, *, block,
-                    has_prior=False):
+                    n_folds, tol, max_iter, device, random_state, verbose, *, block):
     """The CV path of :func:`train_head_lbfgs`: ``(max_norm, start_state, results)``.
 
     The start of the final fit is the mean of the folds' heads at the chosen
@@ -414,35 +404,30 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
     averaged), as ``LogisticRegressionCV`` starts its refit from the mean of
     its folds' coefficients.
     """
-    from . import _prior
     from ._selection import MAX_NORM_GRID, long_tail_folds, select_max_norm
     from ._training import build_head, head_state
+
+    fold_of = long_tail_folds(y, sample_weight, n_folds, random_state)
     folds = []
-    for _ in range(_CV_REPEATS):
-        fold_of = long_tail_folds(
-            y, sample_weight, n_folds, random_state,
-            min_members=1 if (has_prior and _prior._HOLD_OUT_SINGLETONS) else 2,
-        )
-        # Above this many samples one held-out fold is a precise enough score and
-        # the other folds would multiply the cost: scikit-learn's
-        # HistGradientBoosting switches to a single validation split at the same
-        # size.
-        for k in range(n_folds if len(y) <= _SINGLE_SPLIT_ABOVE else 1):
-            held_out = np.flatnonzero(fold_of == k)
-            if held_out.shape[0] == 0:
-                continue
-            weight = sample_weight * (fold_of != k)
-            state = dict(initial_state(weight),
-                         log_norms=np.full(len(class_count), np.log(MAX_NORM_GRID[0])))
-            folds.append({
-                "head": build_head(variant, state, class_count,
-                                   max_norm=MAX_NORM_GRID[0], device=device),
-                "objective": objective(np.flatnonzero(fold_of != k), weight,
-                                       with_prior=_prior._PRIOR_IN_CV),
-                "held_out": held_out,
-                "held_out_rows": BlockRows(len(y), block, device, held_out),
-                "states": {},
-            })
+    # Above this many samples one held-out fold is a precise enough score and
+    # the other folds would multiply the cost: scikit-learn's
+    # HistGradientBoosting switches to a single validation split at the same
+    # size.
+    for k in range(n_folds if len(y) <= _SINGLE_SPLIT_ABOVE else 1):
+        held_out = np.flatnonzero(fold_of == k)
+        if held_out.shape[0] == 0:
+            continue
+        weight = sample_weight * (fold_of != k)
+        state = dict(initial_state(weight),
+                     log_norms=np.full(len(class_count), np.log(MAX_NORM_GRID[0])))
+        folds.append({
+            "head": build_head(variant, state, class_count, max_norm=MAX_NORM_GRID[0],
+                               device=device),
+            "objective": objective(np.flatnonzero(fold_of != k), weight),
+            "held_out": held_out,
+            "held_out_rows": BlockRows(len(y), block, device, held_out),
+            "states": {},
+        })
     if not folds:
         # Every class has a single sample: nothing can be held out, and the
         # strongest cap (closest to the nearest-class-mean rule) is kept.

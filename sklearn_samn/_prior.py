@@ -19,8 +19,6 @@ PRIOR_WEIGHT = 1.0
 # are re-centred on the mean of X.
 _OFFSET_WITH_PRIOR = False
 _CENTRE = False
-_HOLD_OUT_SINGLETONS = False
-_PRIOR_IN_CV = True
 
 
 def check_class_embeddings(class_embeddings, classes, n_features):

@@ -17,12 +17,9 @@ import numpy as np
 # large end on every problem measured (benchmarks/SELECTION.md).
 MAX_NORM_GRID = tuple(float(2.0 * 2.0 ** (k / 2)) for k in range(11))
 _PATIENCE = 3
-# How the cap is picked from the path: "best" (highest score) or "one_se" (the
-# smallest cap within one standard error of the best; benchmarks/prior_study.py).
-_RULE = "best"
 
 
-def long_tail_folds(y, sample_weight, n_folds, random_state, *, min_members=2):
+def long_tail_folds(y, sample_weight, n_folds, random_state):
     """Fold of each sample for cross-validation on long-tailed labels.
 
     Every class with at least two samples (of positive weight) spreads them
@@ -54,58 +51,12 @@ def long_tail_folds(y, sample_weight, n_folds, random_state, *, min_members=2):
     usable = sample_weight > 0
     for label in np.unique(y[usable]):
         members = np.flatnonzero((y == label) & usable)
-        if members.shape[0] < min_members:
+        if members.shape[0] < 2:
             continue
         members = members[np.argsort(rank[members])]
         first = rank[members[0]] % n_folds
         fold[members] = (first + np.arange(members.shape[0])) % n_folds
     return fold
-
-
-def balanced_accuracy_se(y, pred, sample_weight, unscored=None):
-    """Standard error of :func:`balanced_accuracy` (same arguments).
-
-    Each class's recall is a binomial proportion over its held-out rows, with
-    the variance ``s (1 - s) / n`` of the score ``s`` itself (a class's own
-    recall, 0 or 1 from a single row, would claim no variance). With
-    ``unscored``, the rarest scored classes stand in for the unscored ones too,
-    so their variance counts as many times as they are copied.
-    """
-    score = balanced_accuracy(y, pred, sample_weight, unscored)
-    classes = np.unique(y)
-    totals = np.bincount(y)[classes]
-    present = np.bincount(y, weights=sample_weight)[classes] > 0
-    variance = score * (1 - score) / np.maximum(totals[present], 1)
-    factor = np.ones_like(variance)
-    n_classes = variance.shape[0]
-    if unscored is not None and unscored[0] > 0:
-        n_unscored, class_count = unscored
-        counts = class_count[classes[present]]
-        rarest = counts == counts.min()
-        factor[rarest] += n_unscored / rarest.sum()
-        n_classes += n_unscored
-    return float(np.sqrt(np.sum(factor**2 * variance)) / n_classes)
-
-
-def paired_gain_se(y, correct, best_correct, unscored=None):
-    """Standard error of the difference in balanced accuracy between two sets of
-    predictions of the same held-out rows (``correct``, ``best_correct``: which
-    rows each got right). Only rows where the two disagree add variance, as in
-    McNemar's test; the rarest classes count as often as the credit copies them.
-    """
-    classes = np.unique(y)
-    totals = np.bincount(y)[classes]
-    discordant = np.bincount(y, weights=(correct != best_correct).astype(float))[classes]
-    variance = discordant / np.maximum(totals, 1) ** 2
-    factor = np.ones_like(variance)
-    n_classes = variance.shape[0]
-    if unscored is not None and unscored[0] > 0:
-        n_unscored, class_count = unscored
-        counts = class_count[classes]
-        rarest = counts == counts.min()
-        factor[rarest] += n_unscored / rarest.sum()
-        n_classes += n_unscored
-    return float(np.sqrt(np.sum(factor**2 * variance)) / n_classes)
 
 
 def balanced_accuracy(y, pred, sample_weight, unscored=None):
@@ -171,36 +122,24 @@ def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=None, *,
     """
     if patience is None:
         patience = _PATIENCE
-    if _RULE == "one_se":
-        forget = None
-    tried, scores, errors = [], [], []
+    tried, scores = [], []
     best, best_score, worse = None, -np.inf, 0
-    best_correct = None
     for max_norm in grid:
         parts = [evaluate(fold, max_norm) for fold in folds]
         y, pred, weight = (np.concatenate(p) for p in zip(*parts))
         score = balanced_accuracy(y, pred, weight, unscored)
         tried.append(max_norm)
         scores.append(score)
-        errors.append(balanced_accuracy_se(y, pred, weight, unscored))
         if report is not None:
             report(max_norm, score)
-        correct = pred == y
-        margin = 0.0
-        if _RULE == "paired" and best_correct is not None:
-            margin = paired_gain_se(y, correct, best_correct, unscored)
-        if score > best_score + margin:
+        if score > best_score:
             if forget is not None and best is not None:
                 forget(best)
             best, best_score, worse = max_norm, score, 0
-            best_correct = correct
         else:
             if forget is not None:
                 forget(max_norm)
             worse += 1
             if worse >= patience:
                 break
-    if _RULE == "one_se":
-        threshold = best_score - errors[tried.index(best)]
-        best = min(c for c, v in zip(tried, scores) if v >= threshold)
     return best, tried, scores
