@@ -62,20 +62,37 @@ MUTANTS = [
         name="prior-unweighted",
         what="the prior of the L-BFGS solver's logit-adjusted loss ignores sample_weight",
         path="sklearn_samn/_lbfgs.py",
-        old="                shift_t, inv_scale, logit_offset(loss, counts), counts.sum(),\n",
-        new=("                shift_t, inv_scale,\n"
-             "                logit_offset(loss, np.bincount(y, minlength=n_classes)),\n"
-             "                counts.sum(),\n"),
+        old=("                shift_t, inv_scale, "
+             "logit_offset(loss, prior_offset_counts(counts, prior)),\n"),
+        new=("                shift_t, inv_scale, logit_offset(\n"
+             "                    loss, prior_offset_counts(\n"
+             "                        np.bincount(y, minlength=n_classes), prior)),\n"),
         tests=("tests/test_lbfgs.py",),
     ),
     Mutant(
         name="prior-unweighted-adam",
         what="the prior of the Adam solver's logit-adjusted loss ignores sample_weight",
         path="sklearn_samn/_samn.py",
-        old="                logit_offset=logit_offset(self.loss, train_counts),\n",
-        new=("                logit_offset=logit_offset(\n"
-             "                    self.loss, np.bincount(y_encoded, minlength=n_classes)),\n"),
+        old="                    self.loss, prior_offset_counts(train_counts, prior)\n",
+        new=("                    self.loss, prior_offset_counts(\n"
+             "                        np.bincount(y_encoded, minlength=n_classes), prior)\n"),
         tests=("tests/test_objective.py",),
+    ),
+    Mutant(
+        name="prior-weight-unscaled",
+        what="the class-embedding pseudo-rows weigh 1 whatever the sample weights",
+        path="sklearn_samn/_prior.py",
+        old="    return PRIOR_WEIGHT * float(positive.mean())\n",
+        new="    return PRIOR_WEIGHT\n",
+        tests=("tests/test_prior.py",),
+    ),
+    Mutant(
+        name="prior-dropped-by-minibatches",
+        what="Adam/SGD skip the class-embedding pseudo-rows",
+        path="sklearn_samn/_training.py",
+        old="                if last and prior_t is not None:\n",
+        new="                if False:\n",
+        tests=("tests/test_prior.py",),
     ),
     Mutant(
         name="no-cosine-decay",

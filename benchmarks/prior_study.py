@@ -8,7 +8,8 @@ fitted on the long-tailed set and scored on those validation rows (balanced
 accuracy, and the accuracy on the rarest third of the classes). The test
 split is not read.
 
-    python benchmarks/prior_study.py [--seeds 0,1,2] [--variants a,b] [--jobs 2]
+    python benchmarks/prior_study.py [--seeds 0,1,2] [--imbalance 100,50,10]
+                                     [--variants a,b] [--jobs 2]
                                      [--by-count] [--out PRIOR.md]
 
 Variants set the private switches of ``sklearn_samn._prior`` (design choices,
@@ -113,10 +114,10 @@ VARIANTS = {
 }
 
 
-def study(dataset, seeds, names):
+def study(dataset, seeds, names, imbalance=IMBALANCE):
     """The table of one dataset: Markdown lines."""
     table = {name: {} for name in names}
-    for ir in IMBALANCE:
+    for ir in imbalance:
         for seed in seeds:
             X, y, Xv, yv, E = split(dataset, ir, seed)
             for name in names:
@@ -129,12 +130,13 @@ def study(dataset, seeds, names):
                 print(f"{dataset} IF{ir} seed{seed} {name}: {100 * bal:.2f} "
                       f"cap={cap}", file=sys.stderr, flush=True)
     lines = [f"\n### {dataset} (validation rows, seeds {','.join(map(str, seeds))})\n",
-             "| variant | IF100 | IF50 | IF10 | mean | few IF100 | few mean | fit s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| variant | " + " | ".join(f"IF{ir}" for ir in imbalance)
+             + f" | mean | few IF{imbalance[0]} | few mean | fit s |",
+             "|---|" + "---|" * (len(imbalance) + 4)]
     for name in names:
-        per_ir = [np.mean([r[0] for r in table[name][ir]]) for ir in IMBALANCE]
-        few = [np.mean([r[1] for r in table[name][ir]]) for ir in IMBALANCE]
-        secs = np.mean([r[2] for ir in IMBALANCE for r in table[name][ir]])
+        per_ir = [np.mean([r[0] for r in table[name][ir]]) for ir in imbalance]
+        few = [np.mean([r[1] for r in table[name][ir]]) for ir in imbalance]
+        secs = np.mean([r[2] for ir in imbalance for r in table[name][ir]])
         lines.append(
             f"| {name} | " + " | ".join(f"{100 * v:.2f}" for v in per_ir)
             + f" | {100 * np.mean(per_ir):.2f} | {100 * few[0]:.1f} | "
@@ -192,6 +194,8 @@ def main():
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--jobs", type=int, default=1,
                         help="datasets run in parallel processes (one thread each)")
+    parser.add_argument("--imbalance", default="100,50,10",
+                        help="imbalance factors, comma-separated")
     parser.add_argument("--by-count", action="store_true",
                         help="add recall by training count at four caps (IF 100, seed 0)")
     parser.add_argument("--out", default=None)
@@ -202,7 +206,9 @@ def main():
     from joblib import Parallel, delayed
 
     tables = Parallel(n_jobs=args.jobs)(
-        delayed(study)(dataset, seeds, names) for dataset in datasets)
+        delayed(study)(dataset, seeds, names,
+                       tuple(int(v) for v in args.imbalance.split(",")))
+        for dataset in datasets)
     diagnosis = Parallel(n_jobs=args.jobs)(
         delayed(by_count)(dataset, 100, 0) for dataset in datasets
     ) if args.by_count else []

@@ -222,7 +222,7 @@ def test_grid_search_over_pca_with_the_prior_and_folds_that_lack_a_class():
     covers it, and GridSearchCV clones, fits and scores every candidate."""
     X, y, X_test, y_test, names = tail_problem(seed=1)
     pipe = make_prior_pipeline(
-        StandardScaler(), PCA(random_state=0), SAMNClassifier(device="cpu", random_state=0),
+        StandardScaler(), PCA(random_state=0), SAMNClassifier(max_norm=8.0, device="cpu"),
         class_embeddings=dict(enumerate(names)),
     )
     search = GridSearchCV(pipe, {"pca__n_components": [4, 8, 12]},
