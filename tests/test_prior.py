@@ -279,3 +279,39 @@ def test_fit_predict_uses_the_prior():
     pipe = make_prior_pipeline(StandardScaler(), SAMNClassifier(max_norm=8.0, device="cpu"),
                                class_embeddings=names)
     np.testing.assert_array_equal(pipe.fit_predict(X, y), pipe.fit(X, y).predict(X))
+
+
+# 4. the README section -----------------------------------------------------------
+
+
+def _readme_prior_blocks():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Class names as a prior", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```python\n(.*?)\n```", section, flags=re.M | re.S)
+
+
+def test_readme_prior_section_code():
+    """The encoder blocks compile (their models are not here); the pipeline block
+    runs as written on data of the shapes it expects."""
+    blocks = _readme_prior_blocks()
+    assert len(blocks) == 3
+    for index, block in enumerate(blocks):
+        compile(block, f"README prior block {index + 1}", "exec")
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 160))
+    counts = np.array([120, 80, 50, 30, 12, 4])
+    labels = [f"intent_{k}" for k in range(6)]
+    train_labels = np.repeat(labels, counts)
+    X = centres[np.repeat(np.arange(6), counts)] + rng.normal(size=(counts.sum(), 160))
+    namespace = {"labels": labels, "names": centres, "X": X,
+                 "train_labels": train_labels}
+    fit_quietly_exec = compile(blocks[2], "README prior pipeline block", "exec")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        exec(fit_quietly_exec, namespace)
+    search = namespace["search"]
+    assert search.best_params_["pca__n_components"] in (64, 128)
+    assert search.best_estimator_[-1].class_embeddings is None
