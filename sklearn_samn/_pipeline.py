@@ -1,7 +1,9 @@
 """A Pipeline that sends class embeddings through its transformers to its head."""
 
 import numpy as np
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
+
+from ._prior import _numeric
 
 
 class ClassPriorPipeline(Pipeline):
@@ -110,7 +112,10 @@ class ClassPriorPipeline(Pipeline):
                     "<step>__<parameter>, for example "
                     f"{name}__sample_weight."
                 )
-            (head_params if step == name else front_params)[key] = value
+            if step == name:
+                head_params[param] = value
+            else:
+                front_params[key] = value
         if len(self.steps) > 1:
             front = Pipeline(self.steps[:-1], memory=self.memory, verbose=self.verbose)
             Xt = front.fit_transform(X, y, **front_params)
@@ -120,10 +125,9 @@ class ClassPriorPipeline(Pipeline):
         else:
             Xt = X
         prior = vectors if labels is None else dict(zip(labels, np.asarray(vectors)))
-        fit_params = {key.partition("__")[2]: value for key, value in head_params.items()}
         head.set_params(class_embeddings=prior)
         try:
-            head.fit(Xt, y, **fit_params)
+            head.fit(Xt, y, **head_params)
         finally:
             head.set_params(class_embeddings=None)
         return self
@@ -141,16 +145,16 @@ def _as_table(class_embeddings):
         labels = list(class_embeddings)
         if not labels:
             raise ValueError("class_embeddings is an empty dict.")
+        rows = [_numeric(class_embeddings[k], f"class_embeddings[{k!r}]") for k in labels]
         try:
-            vectors = np.stack([np.asarray(class_embeddings[k], dtype=np.float64)
-                                for k in labels])
+            vectors = np.stack(rows)
         except ValueError as error:
             raise ValueError(
                 "The vectors of class_embeddings must all have the same length, "
                 f"the number of features of X; {error}"
             ) from error
         return labels, vectors
-    vectors = np.asarray(class_embeddings, dtype=np.float64)
+    vectors = _numeric(class_embeddings, "class_embeddings")
     if vectors.ndim != 2:
         raise ValueError(
             "class_embeddings must be a 2-D array (n_classes, n_features) or a "
@@ -186,8 +190,6 @@ def make_prior_pipeline(*steps, class_embeddings=None, memory=None, verbose=Fals
     >>> [name for name, _ in pipe.steps]
     ['standardscaler', 'samnclassifier']
     """
-    from sklearn.pipeline import make_pipeline
-
     named = make_pipeline(*steps).steps
     return ClassPriorPipeline(named, class_embeddings=class_embeddings, memory=memory,
                               verbose=verbose)

@@ -19,7 +19,7 @@ from sklearn.utils.validation import (
 )
 
 from ._device import check_device_string
-from ._prior import centred, check_class_embeddings, prior_weight
+from ._prior import centred, check_class_embeddings, prior_offset_counts, prior_weight
 from ._validation import (
     check_sliceable_array,
     class_counts_array,
@@ -406,7 +406,6 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         # Imports torch: kept out of module scope so that prediction needs none.
         try:
             from ._lbfgs import train_head_lbfgs
-            from ._prior import prior_offset_counts
             from ._training import (
                 build_head,
                 effective_weights,

@@ -284,8 +284,10 @@ def train_head(
     verbose : int
     prior : tuple (embeddings, weight) or None
         Class embeddings in the space of ``X``, one row per class, counted as
-        training rows of weight ``weight``: each step adds them with the
-        share of a pass that its minibatch is, so that a pass weighs them once.
+        training rows of weight ``weight``. Each step's gradient estimates the
+        whole objective, so every step adds the pseudo-rows' gradient in full;
+        their loss counts with the step's share of a pass, so that a pass
+        reports it once.
 
     Returns
     -------
@@ -356,8 +358,9 @@ def train_head(
                 )
                 epoch_loss += weighted.double()
                 if last and prior_t is not None:
-                    # The pseudo-rows, weighed by the share of a pass this
-                    # step is: their gradient is scaled as the rows' is.
+                    # The pseudo-rows: their gradient in full (a step estimates
+                    # the whole objective), their loss with this step's share
+                    # of a pass.
                     share = step_rows / n_samples
                     epoch_loss += share * _add_block_gradient(
                         *prior_t, step[0], step[1], shift_t, inv_scale,

@@ -274,6 +274,25 @@ def test_the_pipeline_refuses_two_priors_and_heads_without_one():
         other.fit(X, y)
 
 
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda n: {0: ["a"] * 16, **{k: v for k, v in enumerate(n) if k}},
+         r"class_embeddings\[0\] must be numeric"),
+        (lambda n: {**{k: v for k, v in enumerate(n)}, 4: n[4][:3]},
+         r"must all have the same length"),
+        (lambda n: n[0], r"must be a 2-D array .* got an array of shape \(16,\)"),
+        (lambda n: {}, r"empty dict"),
+    ],
+)
+def test_the_pipeline_names_bad_class_embeddings(bad, message):
+    X, y, _, _, names = tail_problem()
+    pipe = make_prior_pipeline(StandardScaler(), SAMNClassifier(max_norm=8.0, device="cpu"),
+                               class_embeddings=bad(names))
+    with pytest.raises(ValueError, match=message):
+        pipe.fit(X, y)
+
+
 def test_fit_predict_uses_the_prior():
     X, y, _, _, names = tail_problem()
     pipe = make_prior_pipeline(StandardScaler(), SAMNClassifier(max_norm=8.0, device="cpu"),
