@@ -135,6 +135,24 @@ MUTANTS = [
         tests=("tests/test_lbfgs.py",),
     ),
     Mutant(
+        name="credit-read-at-the-mean",
+        what="single-sample classes are credited with the mean recall, not the trend's "
+             "value at their own training weight",
+        path="sklearn_samn/_selection.py",
+        old="    line = recall.mean() + slope * (log_unscored - log_train.mean())\n",
+        new="    line = recall.mean()\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
+        name="credit-weight-of-the-whole-class",
+        what="the trend is read against a class's whole weight, not the weight its "
+             "fold trained on",
+        path="sklearn_samn/_lbfgs.py",
+        old="np.log(weighted[scored] - held[scored])",
+        new="np.log(weighted[scored])",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
         name="singletons-held-out",
         what="classes with one sample are held out of training in a fold",
         path="sklearn_samn/_selection.py",

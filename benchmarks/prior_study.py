@@ -35,6 +35,7 @@ import data  # noqa: E402
 
 import sklearn_samn._lbfgs as lbfgs_module  # noqa: E402
 import sklearn_samn._prior as prior_module  # noqa: E402
+import sklearn_samn._selection as selection_module  # noqa: E402
 from sklearn_samn import SAMNClassifier  # noqa: E402
 from sklearn_samn.datasets import make_long_tailed  # noqa: E402
 
@@ -68,7 +69,7 @@ def samn(**switches):
               and k not in ("use_prior", "weight")}
 
     def fit(X, y, E):
-        modules = {k: next(m for m in (prior_module, lbfgs_module)
+        modules = {k: next(m for m in (prior_module, lbfgs_module, selection_module)
                            if hasattr(m, k)) for k in switches if k.startswith("_")}
         saved = [(modules[k], k, getattr(modules[k], k)) for k in modules]
         saved.append((prior_module, "PRIOR_WEIGHT", prior_module.PRIOR_WEIGHT))
@@ -109,6 +110,8 @@ VARIANTS = {
     "w1_adam": samn(solver="adam"),
     "lr_trick": lr_trick(),
     "w1_no_credit": samn(_CREDIT_UNSCORED=False),
+    "w1_credit_rarest": samn(_CREDIT_RULE="rarest"),
+    "no_prior_credit_rarest": samn(use_prior=False, _CREDIT_RULE="rarest"),
     "no_prior_no_credit": samn(use_prior=False, _CREDIT_UNSCORED=False),
     **{f"w1_cap{cap:g}": samn(max_norm=cap) for cap in (4.0, 5.66, 8.0, 11.3, 16.0, 22.6)},
 }
@@ -236,7 +239,9 @@ def main():
         "`w1_offset_with_prior` = the pseudo-rows counted in the logit offset; "
         "`w1_centred` = embeddings re-centred on the mean of X; `w1_adam` = "
         "solver='adam'; `w1_no_credit` = singletons not credited in the CV score; "
-        "`no_prior_no_credit` = the same without the prior; `w1_cap<r>` = a fixed cap r "
+        "`no_prior_no_credit` = the same without the prior; `w1_credit_rarest` / "
+        "`no_prior_credit_rarest` = singletons credited with the recall of the rarest "
+        "held-out classes (the rule before this round) instead of the trend; `w1_cap<r>` = a fixed cap r "
         "(no CV, not a rule: the curve the CV is choosing on); `lr_trick` = LogisticRegression(C=10) "
         "+ one name row per class + post-hoc logit adjustment with the real counts.",
     ]

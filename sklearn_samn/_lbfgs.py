@@ -456,11 +456,7 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
             _say(f"max_norm {max_norm:.3g}: out-of-fold balanced accuracy "
                  f"{score:.4f} ({n_iter[max_norm]} L-BFGS iterations over the folds)")
 
-    # Classes that no fold holds out (a single sample) still count in the
-    # score, credited with the recall of the rarest classes that are held out.
-    weighted = np.bincount(y, weights=sample_weight, minlength=len(class_count))
-    held_out = np.bincount(y[fold_of >= 0], minlength=len(class_count)) > 0
-    unscored = (int(np.sum((weighted > 0) & ~held_out)), weighted) \
+    unscored = _unscored_classes(y, sample_weight, fold_of, folds, len(class_count)) \
         if _CREDIT_UNSCORED else None
     best, tried, scores = select_max_norm(
         folds, evaluate, unscored=unscored, forget=forget, report=report
@@ -478,3 +474,29 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
     results = {"max_norm": np.array(tried), "balanced_accuracy": np.array(scores),
                "n_iter": np.array([n_iter[cap] for cap in tried])}
     return best, start, results
+
+
+def _unscored_classes(y, sample_weight, fold_of, folds, n_classes):
+    """What :func:`~sklearn_samn._selection.balanced_accuracy` needs to credit
+    the classes that no fold holds out (a single sample): ``(n_unscored,
+    log_train, log_unscored)``.
+
+    ``log_train[c]`` is the mean, over the held-out rows of class ``c``, of the
+    log of the training weight its class had in the fold that held the row
+    out; ``log_unscored`` the mean log weight of the unscored classes (their
+    training weight in the final fit).
+    """
+    weighted = np.bincount(y, weights=sample_weight, minlength=n_classes)
+    log_sum = np.zeros(n_classes)
+    held_weight = np.zeros(n_classes)
+    for fold in folds:
+        rows = fold["held_out"]
+        held = np.bincount(y[rows], weights=sample_weight[rows], minlength=n_classes)
+        scored = held > 0
+        log_sum[scored] += held[scored] * np.log(weighted[scored] - held[scored])
+        held_weight += held
+    unscored = (weighted > 0) & (held_weight == 0)
+    log_train = np.divide(log_sum, held_weight, out=np.zeros(n_classes),
+                          where=held_weight > 0)
+    log_unscored = float(np.mean(np.log(weighted[unscored]))) if unscored.any() else 0.0
+    return int(unscored.sum()), log_train, log_unscored

@@ -17,6 +17,8 @@ import numpy as np
 # large end on every problem measured (benchmarks/SELECTION.md).
 MAX_NORM_GRID = tuple(float(2.0 * 2.0 ** (k / 2)) for k in range(11))
 _PATIENCE = 3
+# How classes that no fold holds out are credited (see credit()).
+_CREDIT_RULE = "trend"
 
 
 def long_tail_folds(y, sample_weight, n_folds, random_state):
@@ -68,12 +70,13 @@ def balanced_accuracy(y, pred, sample_weight, unscored=None):
     y, pred : ndarray of shape (n_samples,)
         Encoded labels and predictions of the held-out rows.
     sample_weight : ndarray of shape (n_samples,)
-    unscored : tuple (n_classes, class_count) or None
+    unscored : tuple (n_unscored, log_train, log_unscored) or None
         With ``None``: the mean over the classes present in ``y``. Otherwise
-        ``unscored[0]`` more classes count in the mean, classes never held out
-        because they have a single sample; each is credited with the mean
-        recall of the rarest scored classes (smallest ``class_count``), whose
-        held-out rows were predicted from a single training sample too.
+        ``n_unscored`` more classes count in the mean: classes never held
+        out because they have a single sample. ``log_train[c]`` is the log of
+        the training weight that scored class ``c`` had in the folds that held
+        it out, and ``log_unscored`` that of the unscored classes in the final
+        fit. Each unscored class is credited with :func:`credit`.
     """
     classes = np.unique(y)
     hits = np.bincount(y, weights=sample_weight * (pred == y))[classes]
@@ -82,10 +85,43 @@ def balanced_accuracy(y, pred, sample_weight, unscored=None):
     recall = hits[present] / totals[present]
     if unscored is None or unscored[0] == 0:
         return float(np.mean(recall))
-    n_unscored, class_count = unscored
-    counts = class_count[classes[present]]
-    rarest = recall[counts == counts.min()].mean()
-    return float((recall.sum() + n_unscored * rarest) / (recall.shape[0] + n_unscored))
+    n_unscored, log_train, log_unscored = unscored
+    guess = credit(recall, log_train[classes[present]], log_unscored)
+    return float((recall.sum() + n_unscored * guess) / (recall.shape[0] + n_unscored))
+
+
+def credit(recall, log_train, log_unscored):
+    """The recall credited to a class that no fold can hold out.
+
+    With ``_CREDIT_RULE = "trend"`` (default): the least-squares line of the
+    scored classes' recall against the log of their training weight, read at
+    the unscored classes' own training weight (clipped to [0, 1]). Every
+    scored class informs it, so it is as precise as the whole score, and it
+    follows the trend the cap sets between rare and frequent classes: a cap
+    that helps frequent classes at the cost of rare ones steepens the line
+    and lowers the credit. ``"rarest"`` (the rule before): the mean recall of
+    the scored classes with the least training weight, often a handful of
+    classes with one held-out row each (benchmarks/SELECTION.md compares them).
+
+    Parameters
+    ----------
+    recall, log_train : ndarray of shape (n_scored,)
+    log_unscored : float
+
+    Returns
+    -------
+    float
+    """
+    if _CREDIT_RULE == "rarest":
+        return float(recall[log_train == log_train.min()].mean())
+    centred = log_train - log_train.mean()
+    spread = float(centred @ centred)
+    if spread <= 1e-12 * log_train.shape[0]:
+        # Every scored class has the same weight: no trend to read.
+        return float(recall.mean())
+    slope = float(centred @ (recall - recall.mean())) / spread
+    line = recall.mean() + slope * (log_unscored - log_train.mean())
+    return float(np.clip(line, 0.0, 1.0))
 
 
 def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=None, *,

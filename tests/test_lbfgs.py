@@ -14,9 +14,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn_samn import SAMNClassifier, _lbfgs
 from sklearn_samn._lbfgs import BlockRows, HeadObjective, minimize_lbfgs
 from sklearn_samn._pava import monotone_projection_torch
+from sklearn_samn import _selection
 from sklearn_samn._selection import (
     MAX_NORM_GRID,
     balanced_accuracy,
+    credit,
     long_tail_folds,
     select_max_norm,
 )
@@ -191,6 +193,82 @@ def test_balanced_accuracy_is_weighted_recall_per_present_class():
     pred = np.array([0, 1, 0, 2, 0])
     weight = np.array([1.0, 1.0, 2.0, 1.0, 3.0])
     assert balanced_accuracy(y, pred, weight) == pytest.approx((3 / 4 + 1 / 4) / 2)
+
+
+def test_credit_reads_the_recall_trend_at_the_unscored_weight():
+    log_train = np.log([1.0, 2.0, 4.0, 8.0])
+    # Recall exactly linear in the log weight: the credit is the line's value.
+    recall = 0.5 + 0.1 * log_train / np.log(2)
+    assert credit(recall, log_train, 0.0) == pytest.approx(0.5)
+    assert credit(recall, log_train, np.log(2)) == pytest.approx(0.6)
+    # Off the line, least squares: the mean plus the slope times the distance
+    # from the mean log weight.
+    noisy = recall + np.array([0.05, -0.05, -0.05, 0.05])
+    slope, intercept = np.polyfit(log_train, noisy, 1)
+    assert credit(noisy, log_train, 0.0) == pytest.approx(intercept)
+    # Clipped to a recall.
+    assert credit(np.array([0.0, 1.0]), np.log([2.0, 3.0]), 0.0) == 0.0
+    assert credit(np.array([1.0, 0.0]), np.log([2.0, 3.0]), 0.0) == 1.0
+    # No spread in the weights: no trend, the mean recall.
+    assert credit(np.array([0.2, 0.6]), np.log([3.0, 3.0]), 0.0) == pytest.approx(0.4)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.integers(1, 60)), min_size=2, max_size=12),
+       st.floats(-5, 5), st.floats(0.5, 3))
+def test_credit_ignores_the_scale_of_the_weights_and_the_order_of_classes(pairs, shift,
+                                                                          at):
+    recall = np.array([r for r, _ in pairs])
+    log_train = np.log([w for _, w in pairs])
+    got = credit(recall, log_train, np.log(at))
+    assert 0.0 <= got <= 1.0
+    # Scaling every sample weight adds a constant to every log weight.
+    assert credit(recall, log_train + shift, np.log(at) + shift) == pytest.approx(
+        got, abs=1e-9)
+    order = np.random.default_rng(0).permutation(len(pairs))
+    assert credit(recall[order], log_train[order], np.log(at)) == pytest.approx(
+        got, abs=1e-9)
+
+
+def test_the_previous_credit_rule_stays_available(monkeypatch):
+    monkeypatch.setattr(_selection, "_CREDIT_RULE", "rarest")
+    recall = np.array([0.2, 0.4, 0.9])
+    assert credit(recall, np.log([1.0, 1.0, 5.0]), 0.0) == pytest.approx(0.3)
+
+
+def test_balanced_accuracy_credits_the_unscored_classes():
+    # Classes 0 and 1 held out, class 2 never: its credit joins the mean.
+    y = np.array([0, 0, 1, 1, 1, 1])
+    pred = np.array([0, 1, 1, 1, 1, 1])
+    log_train = np.log([1.0, 4.0, 1.0])
+    got = balanced_accuracy(y, pred, np.ones(6), (1, log_train, 0.0))
+    guess = credit(np.array([0.5, 1.0]), log_train[:2], 0.0)
+    assert guess == pytest.approx(0.5)
+    assert got == pytest.approx((0.5 + 1.0 + guess) / 3)
+    assert balanced_accuracy(y, pred, np.ones(6), (0, log_train, 0.0)) == 0.75
+
+
+def test_unscored_classes_measure_the_training_weight_of_each_fold():
+    # Counts 6, 2 and 1: five folds, round robin.
+    y = np.array([0] * 6 + [1] * 2 + [2])
+    weight = np.ones(9)
+    fold_of = long_tail_folds(y, weight, 5, np.random.RandomState(0))
+    folds = [{"held_out": np.flatnonzero(fold_of == k)} for k in range(5)]
+    n, log_train, log_unscored = _lbfgs._unscored_classes(y, weight, fold_of, folds, 3)
+    assert n == 1 and log_unscored == 0.0
+    # Class 0: one fold holds two rows out (4 left), four folds one (5 left).
+    assert log_train[0] == pytest.approx((2 * np.log(4) + 4 * np.log(5)) / 6)
+    # Class 1: each of its rows was predicted from the other one.
+    assert log_train[1] == pytest.approx(0.0)
+    # Scaling the weights shifts every log weight alike (the credit ignores it).
+    n2, scaled, log_unscored2 = _lbfgs._unscored_classes(y, 3 * weight, fold_of, folds, 3)
+    np.testing.assert_allclose(scaled[:2] - log_train[:2], np.log(3))
+    assert log_unscored2 - log_unscored == pytest.approx(np.log(3))
+    # With one validation split, a class that split does not hold out is
+    # credited rather than scored.
+    n1, _, log_unscored1 = _lbfgs._unscored_classes(y, weight, fold_of, folds[:1], 3)
+    held = set(y[folds[0]["held_out"]])
+    assert n1 == 3 - len(held)
 
 
 def test_select_max_norm_takes_the_best_cap_and_stops_after_patience():
