@@ -266,10 +266,22 @@ END_TO_END_SHAPES = {
 }
 
 
-def end_to_end_rows(quick, full_lr=False, large=False):
+# Short names for --problems.
+PROBLEMS = {
+    "cifar": "cifar100_lt", "30k": "30k x 384 x 300", "40k": "40k x 1,024 x 1,000",
+    "imagenet": "imagenet_lt", "imagenet-structured": "imagenet_lt structured",
+    "banking77": "banking77", "hwu64": "hwu64",
+}
+
+
+def end_to_end_rows(quick, full_lr=False, large=False, only=None):
     names = ["cifar100_lt", "30k x 384 x 300"]
     if large:
         names += ["40k x 1,024 x 1,000", "imagenet_lt", "imagenet_lt structured"]
+    real = ("banking77", "hwu64")
+    if only is not None:
+        names = [PROBLEMS[key] for key in only if PROBLEMS[key] not in real]
+        real = tuple(key for key in only if PROBLEMS[key] in real)
     problems = []
     for name in names[:1] if quick else names:
         shapes = {**data.SHAPES, **END_TO_END_SHAPES}
@@ -281,7 +293,7 @@ def end_to_end_rows(quick, full_lr=False, large=False):
             n, d, c, ratio, n_test_per_class=20, return_centres=True, **options
         )
         problems.append((name, *arrays, centres))
-    for dataset in ("banking77", "hwu64"):
+    for dataset in real:
         try:
             problems.append((f"{dataset} IF100 (real)", *getattr(data, dataset)(100, 0),
                              None))
@@ -448,6 +460,10 @@ def main(argv=None):
     parser.add_argument("--large", action="store_true",
                         help="end_to_end also at 40k x 1,024 x 1,000 and the ImageNet-LT "
                         "shape (hours on 2 cores with the default's cross-validation)")
+    parser.add_argument("--problems", default=None,
+                        help="end_to_end on these problems only, a comma list of "
+                        f"{', '.join(PROBLEMS)} (default: the standard list, with "
+                        "--large the large shapes too)")
     parser.add_argument("--full-lr", action="store_true",
                         help="fit LogisticRegression() at the ImageNet-LT shape in full "
                         "(over half an hour on 2 cores) instead of extrapolating it")
@@ -472,7 +488,12 @@ def main(argv=None):
         print(f"[speed] {name} ...", file=sys.stderr, flush=True)
         section_start = time.perf_counter()
         if name == "end_to_end":
-            rows = end_to_end_rows(args.quick, full_lr=args.full_lr, large=args.large)
+            only = None if args.problems is None else args.problems.split(",")
+            if only is not None and set(only) - set(PROBLEMS):
+                parser.error(f"unknown problems {sorted(set(only) - set(PROBLEMS))}; "
+                             f"choose from {', '.join(PROBLEMS)}")
+            rows = end_to_end_rows(args.quick, full_lr=args.full_lr, large=args.large,
+                                   only=only)
         else:
             rows = SECTIONS[name](args.quick)
         report.append(f"## {name}\n")

@@ -136,12 +136,12 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="clean runs wanted per cell")
     parser.add_argument("--max-rounds", type=int, default=6)
     parser.add_argument("--max-iter", type=int, default=30)
-    parser.add_argument("--quick", action="store_true", help="small shapes, 1 repeat, 3 passes")
+    parser.add_argument("--quick", action="store_true", help="small shapes, 1 repeat, 1 L-BFGS iteration")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "THREADS.md"))
     args = parser.parse_args(argv)
     shapes = QUICK_SHAPES if args.quick else SHAPES
     repeats, max_rounds, max_iter = (
-        (1, 1, 3) if args.quick else (args.repeats, args.max_rounds, args.max_iter))
+        (1, 1, 1) if args.quick else (args.repeats, args.max_rounds, args.max_iter))
     warnings.simplefilter("ignore", ConvergenceWarning)
     started = time.perf_counter()
 

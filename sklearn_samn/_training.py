@@ -146,14 +146,21 @@ def effective_weights(variant, state, counts, max_norm=None):
 # CPU small enough to stay near the cache, on a GPU large enough to keep its
 # cores busy (benchmarks/speed.py and gpu_check.py measure the effect).
 _BLOCK_BYTES = {"cpu": 8 << 20, "cuda": 512 << 20}
+# Below this many bytes of temporaries, half the size of X no longer bounds a
+# block: the memory is negligible next to the interpreter's, and blocks of a
+# few hundred rows would spend an L-BFGS evaluation on per-block overhead (a
+# default fit on 200 rows of digits ran 4 blocks an evaluation).
+_SMALL_TEMPORARIES = 256 << 10
 
 
 def _block_rows(n_samples, n_features, n_classes, device_type="cpu"):
-    """Rows per block: about ``_BLOCK_BYTES`` of temporaries, never more than
-    half the size of X in float32, and at least 64 rows."""
+    """Rows per block: about ``_BLOCK_BYTES`` of temporaries, and no more than
+    half the size of X in float32 unless that is under ``_SMALL_TEMPORARIES``;
+    at least 64 rows."""
     per_row = n_classes + 2 * n_features
     budget = _BLOCK_BYTES.get(device_type, _BLOCK_BYTES["cpu"])
-    rows = min(budget // (4 * per_row), n_samples * n_features // (2 * per_row))
+    half_x = max(n_samples * n_features // 2, _SMALL_TEMPORARIES // 4)
+    rows = min(budget // (4 * per_row), half_x // per_row)
     return int(max(64, rows))
 
 
