@@ -468,6 +468,10 @@ def main(argv=None):
                         help="fit LogisticRegression() at the ImageNet-LT shape in full "
                         "(over half an hour on 2 cores) instead of extrapolating it")
     args = parser.parse_args(argv)
+    only = None if args.problems is None else args.problems.split(",")
+    if only is not None and set(only) - set(PROBLEMS):
+        parser.error(f"unknown problems {sorted(set(only) - set(PROBLEMS))}; "
+                     f"choose from {', '.join(PROBLEMS)}")
     command = "python benchmarks/speed.py " + shlex.join(
         a for a in (argv if argv is not None else sys.argv[1:])
     )
@@ -488,10 +492,6 @@ def main(argv=None):
         print(f"[speed] {name} ...", file=sys.stderr, flush=True)
         section_start = time.perf_counter()
         if name == "end_to_end":
-            only = None if args.problems is None else args.problems.split(",")
-            if only is not None and set(only) - set(PROBLEMS):
-                parser.error(f"unknown problems {sorted(set(only) - set(PROBLEMS))}; "
-                             f"choose from {', '.join(PROBLEMS)}")
             rows = end_to_end_rows(args.quick, full_lr=args.full_lr, large=args.large,
                                    only=only)
         else:

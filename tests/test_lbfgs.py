@@ -11,10 +11,9 @@ from hypothesis import strategies as st
 from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 
-from sklearn_samn import SAMNClassifier, _lbfgs
+from sklearn_samn import SAMNClassifier, _lbfgs, _selection
 from sklearn_samn._lbfgs import BlockRows, HeadObjective, minimize_lbfgs
 from sklearn_samn._pava import monotone_projection_torch
-from sklearn_samn import _selection
 from sklearn_samn._selection import (
     MAX_NORM_GRID,
     balanced_accuracy,
