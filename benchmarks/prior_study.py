@@ -110,6 +110,9 @@ VARIANTS = {
     "w1_adam": samn(solver="adam"),
     "lr_trick": lr_trick(),
     "w1_no_credit": samn(_CREDIT_UNSCORED=False),
+    **{f"{name}_start_{start}": samn(_FINAL_START=start, **options)
+       for name, options in (("no_prior", {"use_prior": False}), ("w1", {}))
+       for start in ("folds", "class_means")},
     "w1_credit_rarest": samn(_CREDIT_RULE="rarest"),
     "no_prior_credit_rarest": samn(use_prior=False, _CREDIT_RULE="rarest"),
     "no_prior_no_credit": samn(use_prior=False, _CREDIT_UNSCORED=False),
@@ -241,7 +244,10 @@ def main():
         "solver='adam'; `w1_no_credit` = singletons not credited in the CV score; "
         "`no_prior_no_credit` = the same without the prior; `w1_credit_rarest` / "
         "`no_prior_credit_rarest` = singletons credited with the recall of the rarest "
-        "held-out classes (the rule before this round) instead of the trend; `w1_cap<r>` = a fixed cap r "
+        "held-out classes (the rule before) instead of the trend; "
+        "`<no_prior|w1>_start_folds` / `_start_class_means` = the final fit always starts "
+        "from the folds' mean head / from the class means at the chosen cap (the default "
+        "starts from the one of lower training loss); `w1_cap<r>` = a fixed cap r "
         "(no CV, not a rule: the curve the CV is choosing on); `lr_trick` = LogisticRegression(C=10) "
         "+ one name row per class + post-hoc logit adjustment with the real counts.",
     ]

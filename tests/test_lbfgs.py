@@ -401,3 +401,104 @@ def test_regression_a_fit_from_a_good_start_is_not_stopped_by_its_first_step(lon
     finally:
         module.minimize_lbfgs = saved
     assert objective_calls[-1] <= 1e-3
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    curvature=st.floats(1e-3, 1e3),
+    slope=st.floats(-1e3, -1e-3),
+    fraction=st.floats(1e-3, 1.8),
+    errors=st.tuples(st.floats(-0.5, 0.5), st.floats(-0.5, 0.5)),
+    value=st.floats(-10.0, 10.0),
+)
+def test_line_search_accepts_steps_whose_values_are_within_rounding(
+        curvature, slope, fraction, errors, value):
+    """Along phi(t) = value + slope t + curvature t^2, a step up to 1.8 times
+    the minimiser is accepted even when both values carry rounding errors of
+    up to half the noise level, which can make the Armijo test fail when
+    the true decrease is below the noise (Hager and Zhang's approximate
+    Wolfe condition)."""
+    best = -slope / (2 * curvature)
+    t = fraction * best
+    decrease = -(slope * t + curvature * t * t)  # >= 0 for t <= 2 best
+    noise = max(decrease, 1e-12) * 4
+    start = value + errors[0] * noise
+    at_t = value - decrease + errors[1] * noise
+    assert _lbfgs._acceptable(start, slope, t, at_t, slope + 2 * curvature * t, noise)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    curvature=st.floats(1e-3, 1e3),
+    slope=st.floats(-1e3, -1e-3),
+    fraction=st.floats(2.5, 100.0),
+)
+def test_line_search_rejects_overshooting_steps(curvature, slope, fraction):
+    """A step well past the minimiser of a quadratic is rejected, whatever the
+    noise level, when its value rose above the start by more than the noise,
+    or when its slope shows the overshoot."""
+    t = fraction * (-slope / (2 * curvature))
+    at_t = slope * t + curvature * t * t  # > 0: above the start
+    new_slope = slope + 2 * curvature * t
+    assert not _lbfgs._acceptable(0.0, slope, t, at_t, new_slope, 0.5 * at_t)
+    assert not _lbfgs._acceptable(0.0, slope, t, at_t, new_slope, 2.0 * at_t)
+
+
+def test_better_start_keeps_the_lower_objective_and_its_gradient():
+    X, y, weight = _problem(3)
+    objective = _objective(X, y, weight)
+    good, _ = _head(X, y, max_norm=3.0)
+    minimize_lbfgs(objective, good, tol=1e-4, max_iter=50)
+    poor, _ = _head(X, y, max_norm=3.0)
+    for heads in ([good, poor], [poor, good]):
+        head, (value, grad) = _lbfgs._better_start(objective, heads)
+        assert head is good
+        # The value and gradient handed to the solver are those of the kept head.
+        assert value == pytest.approx(objective(good), rel=1e-6)
+        np.testing.assert_allclose(
+            grad.numpy(), torch.cat([p.grad.reshape(-1) for p in good.parameters()]),
+            rtol=1e-5, atol=1e-8)
+
+
+def test_better_start_skips_a_start_whose_objective_is_not_finite():
+    X, y, weight = _problem(3)
+    objective = _objective(X, y, weight)
+    head, _ = _head(X, y, max_norm=3.0)
+    broken, _ = _head(X, y, max_norm=3.0)
+    with torch.no_grad():
+        broken.bias[0] = float("nan")
+    assert _lbfgs._better_start(objective, [broken, head])[0] is head
+    kept, start = _lbfgs._better_start(objective, [broken])
+    assert kept is broken and start is None
+
+
+def test_final_fit_after_a_single_split_starts_from_the_lower_objective(
+        long_tailed, monkeypatch):
+    """Above _SINGLE_SPLIT_ABOVE rows the final fit starts from the folds' head
+    or from the class means at the chosen cap, whichever has the lower
+    objective on all the rows; with that start given, the solver does not
+    evaluate it again."""
+    X, y = long_tailed
+    monkeypatch.setattr(_lbfgs, "_SINGLE_SPLIT_ABOVE", len(y) - 1)
+    seen = []
+    real_better, real_minimize = _lbfgs._better_start, _lbfgs.minimize_lbfgs
+
+    def better(objective, heads):
+        values = [objective(head) for head in heads]
+        head, start = real_better(objective, heads)
+        seen.append((values, start[0]))
+        return head, start
+
+    def minimize(objective, head, **kwargs):
+        if kwargs.get("start") is not None:
+            value, grad = kwargs["start"]
+            assert value == pytest.approx(objective(head), rel=1e-6)
+        return real_minimize(objective, head, **kwargs)
+
+    monkeypatch.setattr(_lbfgs, "_better_start", better)
+    monkeypatch.setattr(_lbfgs, "minimize_lbfgs", minimize)
+    clf = SAMNClassifier(device="cpu", random_state=0).fit(X, y)
+    (values, chosen), = seen
+    assert len(values) == 2 and chosen == pytest.approx(min(values), rel=1e-6)
+    # The fit ends no higher than where it started.
+    assert clf.loss_curve_[-1] <= chosen * (1 + 1e-6)

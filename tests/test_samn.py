@@ -725,8 +725,10 @@ def test_full_batch_gradient_accumulated_over_chunks(long_tailed, monkeypatch):
     chunked = [SAMNClassifier(**params).fit(X, y), SAMNClassifier(**adam).fit(X, y)]
     for a, b in zip(chunked, whole):
         # float32 sums in another order; a stale or skipped block moves coef_
-        # by 8-15% (benchmarks/mutation_check.py).
-        np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-3, atol=1e-6)
+        # by 8-15% (benchmarks/mutation_check.py). Coefficients near zero
+        # are compared at float32 rounding of the largest (about 1).
+        np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-3,
+                                   atol=1e-5 * np.abs(b.coef_).max())
         np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-4)
     minibatch = SAMNClassifier(**adam, batch_size=16).fit(X, y)
     assert minibatch.n_iter_ == 10 and minibatch.score(X, y) > 0.9
