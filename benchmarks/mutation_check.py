@@ -153,6 +153,32 @@ MUTANTS = [
         tests=("tests/test_lbfgs.py",),
     ),
     Mutant(
+        name="armijo-only",
+        what="the line search drops the approximate Wolfe condition: only the Armijo "
+             "test accepts a step, also when values are within float32 rounding",
+        path="sklearn_samn/_lbfgs.py",
+        old="    return new_value <= value + noise and new_slope <= (2 * _DELTA - 1) * slope\n",
+        new="    return False\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
+        name="final-start-from-the-folds",
+        what="the final fit after the CV always starts from the folds' head, never "
+             "from the class means at the chosen cap",
+        path="sklearn_samn/_lbfgs.py",
+        old='                "lower": [head, fresh], "folds": [head], "class_means": [fresh],\n',
+        new='                "lower": [head], "folds": [head], "class_means": [fresh],\n',
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
+        name="final-start-higher-loss",
+        what="the final fit starts from the candidate of higher loss",
+        path="sklearn_samn/_lbfgs.py",
+        old="        if np.isfinite(value) and (best is None or value < best[0]):\n",
+        new="        if np.isfinite(value) and (best is None or value > best[0]):\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
         name="singletons-held-out",
         what="classes with one sample are held out of training in a fold",
         path="sklearn_samn/_selection.py",
