@@ -114,7 +114,9 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         ``solver="lbfgs"`` and ``variant="invariant"``, chosen by ``cv``-fold
         cross-validation on the training data among caps a factor sqrt(2)
         apart from 2 to 64 (balanced accuracy of the out-of-fold
-        predictions; see ``cv_results_``); otherwise no cap. A float fixes
+        predictions; see ``cv_results_``); otherwise no cap. The final fit on
+        every row then starts from the folds' mean head or from the class
+        means at the chosen cap, whichever has the lower loss. A float fixes
         the cap; ``None`` trains without one.
 
     cv : int, default=5
