@@ -174,8 +174,8 @@ MUTANTS = [
         name="final-start-higher-loss",
         what="the final fit starts from the candidate of higher loss",
         path="sklearn_samn/_lbfgs.py",
-        old="        if np.isfinite(value) and (best is None or value < best[0]):\n",
-        new="        if np.isfinite(value) and (best is None or value > best[0]):\n",
+        old="        if grad is not None and (best is None or value < best[0]):\n",
+        new="        if grad is not None and (best is None or value > best[0]):\n",
         tests=("tests/test_lbfgs.py",),
     ),
     Mutant(

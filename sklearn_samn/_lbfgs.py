@@ -205,10 +205,7 @@ def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
             start += size
 
     def evaluate():
-        value = objective(head)
-        if not np.isfinite(value):
-            return value, None
-        return value, torch.cat([p.grad.reshape(-1) for p in params])
+        return _value_and_gradient(objective, head)
 
     x = torch.cat([p.detach().reshape(-1) for p in params])
     value, grad = evaluate() if start is None else start
@@ -302,6 +299,15 @@ def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
         if curved and decrease <= _FTOL:
             break
     return n_iter, True
+
+
+def _value_and_gradient(objective, head):
+    """``objective(head)`` and its flat gradient (``None`` if the value is not
+    finite), in the order of ``head.parameters()``."""
+    value = objective(head)
+    if not np.isfinite(value):
+        return value, None
+    return value, torch.cat([p.grad.reshape(-1) for p in head.parameters()])
 
 
 def _acceptable(value, slope, t, new_value, new_slope, noise):
@@ -442,8 +448,9 @@ def train_head_lbfgs(
 
 
 def _at_norm(state, variant, max_norm):
-    """``state`` with every class norm at ``max_norm`` (the start of a fit at
-    that cap, as ``SAMNClassifier(max_norm=max_norm)`` starts)."""
+    """``state`` with every class norm at ``max_norm``: where a fit at that cap
+    starts (``SAMNClassifier(max_norm=max_norm)``, and each fold's CV path at
+    the grid's first cap)."""
     if variant != "invariant":
         return state
     return dict(state, log_norms=np.full(state["log_norms"].shape[0], np.log(max_norm)))
@@ -464,9 +471,8 @@ def _better_start(objective, heads):
     """
     best = None
     for head in heads:
-        value = objective(head)
-        if np.isfinite(value) and (best is None or value < best[0]):
-            grad = torch.cat([p.grad.reshape(-1) for p in head.parameters()])
+        value, grad = _value_and_gradient(objective, head)
+        if grad is not None and (best is None or value < best[0]):
             best = (value, head, grad)
     if best is None:
         return heads[0], None
@@ -503,8 +509,7 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
         if held_out.shape[0] == 0:
             continue
         weight = sample_weight * (fold_of != k)
-        state = dict(initial_state(weight),
-                     log_norms=np.full(len(class_count), np.log(MAX_NORM_GRID[0])))
+        state = _at_norm(initial_state(weight), variant, MAX_NORM_GRID[0])
         folds.append({
             "head": build_head(variant, state, class_count, max_norm=MAX_NORM_GRID[0],
                                device=device),
