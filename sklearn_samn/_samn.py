@@ -30,6 +30,11 @@ from ._validation import (
 # float64 temporaries of one chunk of rows (a converted block of X, its class
 # scores) stay near this size however many rows are scored or summarised.
 _CHUNK_BYTES = 4 << 20
+# The statistics of X (centre, scale, class means) read it in chunks of at most
+# 1/64 of its rows: each chunk's float64 temporaries (up to three at once, each
+# twice a float32 chunk) stay under a tenth of X, so a small X is not copied
+# whole in all but name (benchmarks/speed.py's memory probe).
+_STATISTICS_SHARE = 64
 
 # Initial norm of every class of the "invariant" variant trained without a cap
 # (solver="adam"/"sgd"; inputs standardised to unit root-mean-square row norm).
@@ -750,11 +755,11 @@ def _weighted_centre_and_scale(X, sample_weight):
     """
     total = sample_weight.sum()
     mean = np.zeros(X.shape[1])
-    for rows in _chunks(X.shape[0], X.shape[1], share=16):
+    for rows in _chunks(X.shape[0], X.shape[1], share=_STATISTICS_SHARE):
         mean += sample_weight[rows] @ np.asarray(X[rows], dtype=np.float64)
     mean /= total
     sq = 0.0
-    for rows in _chunks(X.shape[0], X.shape[1], share=16):
+    for rows in _chunks(X.shape[0], X.shape[1], share=_STATISTICS_SHARE):
         centred = np.asarray(X[rows], dtype=np.float64) - mean
         sq += sample_weight[rows] @ np.einsum("ij,ij->i", centred, centred)
     scale = float(np.sqrt(sq / total))
@@ -767,7 +772,7 @@ def _class_means(X, y, sample_weight, n_classes, shift, scale, prior=None):
     """Weighted class means of ``(X - shift) / scale``, with the pseudo-rows of
     ``prior`` (``(embeddings, weight)``, one row per class) among the rows."""
     sums = np.zeros((n_classes, X.shape[1]))
-    for rows in _chunks(X.shape[0], X.shape[1], share=16):
+    for rows in _chunks(X.shape[0], X.shape[1], share=_STATISTICS_SHARE):
         chunk = (np.asarray(X[rows], dtype=np.float64) - shift) / scale
         # Weighted one-hot rows times the block: the per-class sums in one product.
         members = np.arange(chunk.shape[0])
