@@ -36,6 +36,10 @@ def host_block(X, rows):
 
 
 def _as_tensor(array):
+    if array.flags.writeable:
+        # The common case, without catch_warnings' cost (about 10 us, paid per
+        # block: 5% of a pass at the CIFAR-100-LT shape).
+        return torch.from_numpy(array)
     with warnings.catch_warnings():
         # Read-only blocks (views of a read-only memmap) are never written to.
         warnings.filterwarnings("ignore", message=".*not writable.*")
