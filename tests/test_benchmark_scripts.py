@@ -111,3 +111,55 @@ def test_prior_study_quick_run_writes_its_table(tmp_path):
     mean = {name: float(line.split("|")[3]) for name, line in rows.items()}
     # The names lift the long tail by several points on HWU64's validation rows.
     assert mean["w1"] > mean["no_prior"] + 2, report
+
+
+def test_selection_replay_scores_like_the_package():
+    """The replayed rule's criterion is the package's credited balanced accuracy,
+    so a rule replayed on recorded paths is judged on what fit computes."""
+    saved_path, saved_env = list(sys.path), dict(os.environ)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import selection_replay  # sets OMP_NUM_THREADS for its own runs
+    finally:
+        sys.path[:] = saved_path
+        os.environ.clear()
+        os.environ.update(saved_env)
+    from sklearn_samn._selection import balanced_accuracy
+
+    rng = np.random.default_rng(0)
+    n_classes = 12
+    for _ in range(20):
+        y = rng.integers(0, n_classes, size=300)
+        logits = rng.normal(size=(300, n_classes)) + 2 * np.eye(n_classes)[y]
+        weight = rng.uniform(0.5, 2.0, size=300)
+        log_train = np.log(rng.uniform(1, 50, size=n_classes))
+        unscored = (int(rng.integers(0, 6)), log_train, 0.0)
+        step = (y, logits, weight, unscored)
+        expected = balanced_accuracy(y, logits.argmax(axis=1), weight, unscored)
+        assert np.isclose(selection_replay.criterion(step), expected, rtol=0, atol=1e-12)
+        assert np.isclose(selection_replay.criterion(step, credit=None),
+                          balanced_accuracy(y, logits.argmax(axis=1), weight), atol=1e-12)
+    # The walk stops after `patience` caps that do not beat the best, ties to the smaller.
+    assert selection_replay.walk([0.5, 0.7, 0.7, 0.6, 0.6, 0.9], patience=3) == 1
+    assert selection_replay.walk([0.5, 0.7, 0.7, 0.6, 0.6, 0.9], patience=4) == 5
+
+
+def test_selection_replay_quick_run_writes_its_table(tmp_path):
+    """Record one seed of HWU64-LT IF 100 and replay the rules (skipped without
+    the shared data)."""
+    import pytest
+
+    if not (ROOT / ".." / "shared" / "data" / "hwu64" / "minilm_embeddings.npz").exists():
+        pytest.skip("../shared/data/hwu64 is not here")
+    out = tmp_path / "REPLAY.md"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "selection_replay.py"), "--seeds", "0",
+         "--imbalance", "100", "--datasets", "hwu64", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=ENV,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = out.read_text()
+    # Both splits (with and without names): the replayed default picks the real cap.
+    assert "picks the real default's cap in 2 of 2 splits" in report, report
+    rows = [line for line in report.splitlines() if line.startswith("| default (")]
+    assert len(rows) == 2 and all(len(r.split("|")) == 5 for r in rows)
