@@ -207,6 +207,23 @@ MUTANTS = [
         tests=("tests/test_streaming.py",),
     ),
     Mutant(
+        name="statistics-in-large-chunks",
+        what="the centre, scale and class means read X in chunks of 1/16 of its rows "
+             "(float64 temporaries of 0.4x X), not 1/64",
+        path="sklearn_samn/_samn.py",
+        old="_STATISTICS_SHARE = 64\n",
+        new="_STATISTICS_SHARE = 16\n",
+        tests=("tests/test_streaming.py",),
+    ),
+    Mutant(
+        name="blocks-of-half-X",
+        what="block temporaries bounded by half the size of X, not a quarter",
+        path="sklearn_samn/_training.py",
+        old="_X_FRACTION = 4\n",
+        new="_X_FRACTION = 2\n",
+        tests=("tests/test_streaming.py",),
+    ),
+    Mutant(
         name="ties-by-index",
         what="PAVA order: stable argsort by count (ties by class index), not tie-exact",
         path="sklearn_samn/_pava.py",
