@@ -7,6 +7,8 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sklearn_samn import SAMNClassifier
 from sklearn_samn._streaming import RowStream
@@ -123,6 +125,22 @@ def test_block_temporaries_stay_small_next_to_X():
     # Small problems run in one block; above the floor, a quarter of X bounds it.
     assert _block_rows(213, 64, 10) >= 213
     assert _block_rows(1138, 384, 77) == 1138 * 384 // 4 // (77 + 2 * 384)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(1, 2_000_000),
+    d=st.integers(1, 8192),
+    c=st.integers(2, 100_000),
+)
+def test_property_block_rows_within_the_memory_bounds(n, d, c):
+    rows = _block_rows(n, d, c)
+    temporaries = 4 * rows * (c + 2 * d)  # bytes of float32 logits and two row buffers
+    assert rows >= 64
+    # Under the 8 MB budget and under a quarter of X (or the 256 KiB floor),
+    # unless 64 rows alone exceed them.
+    assert temporaries <= max(8 << 20, 4 * 64 * (c + 2 * d))
+    assert temporaries <= max(n * d, 256 << 10, 4 * 64 * (c + 2 * d))
 
 
 def test_statistics_of_X_allocate_a_small_share_of_it():
