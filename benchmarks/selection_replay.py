@@ -57,6 +57,7 @@ def record(dataset, seed, imbalance=prior_study.IMBALANCE):
     original_score = selection_module.balanced_accuracy
     original_patience = selection_module._PATIENCE
 
+    # HeadObjective.predict, keeping the scores (the package returns their argmax).
     def predict(self, head, rows):
         with torch.no_grad():
             weights, bias = head()
