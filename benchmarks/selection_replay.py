@@ -21,6 +21,7 @@ means: the row ``default (real fit)`` shows how close the replay is.)
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -36,6 +37,7 @@ from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import prior_study  # noqa: E402
+
 # The package's rule on a list of scores: the best cap, stopping after `patience`
 # caps in a row that do not beat it (ties to the smaller cap).
 from selection_study import default_pick as walk  # noqa: E402
@@ -47,77 +49,66 @@ from sklearn_samn import SAMNClassifier  # noqa: E402
 GRID = tuple(selection_module.MAX_NORM_GRID)
 
 
+@contextlib.contextmanager
+def _recording(path):
+    """Inside: the cross-validation walks the whole grid, and each cap appends
+    ``(y, scores, sample_weight, unscored)`` of its out-of-fold rows to ``path``
+    (the head's scores of every held-out block, as the package predicts from)."""
+    scores = []
+    block_scores = lbfgs_module.HeadObjective._block_scores
+    balanced_accuracy = selection_module.balanced_accuracy
+    patience = selection_module._PATIENCE
+
+    def keep_scores(self, xb, weights, bias):
+        out = block_scores(self, xb, weights, bias)
+        scores.append(out.cpu().numpy())
+        return out
+
+    def record_step(y, pred, sample_weight, unscored=None):
+        path.append((y.copy(), np.concatenate(scores), sample_weight.copy(), unscored))
+        scores.clear()
+        return balanced_accuracy(y, pred, sample_weight, unscored)
+
+    try:
+        lbfgs_module.HeadObjective._block_scores = keep_scores
+        selection_module.balanced_accuracy = record_step
+        selection_module._PATIENCE = len(GRID)
+        yield
+    finally:
+        lbfgs_module.HeadObjective._block_scores = block_scores
+        selection_module.balanced_accuracy = balanced_accuracy
+        selection_module._PATIENCE = patience
+
+
 def record(dataset, seed, imbalance=prior_study.IMBALANCE):
     """Recorded paths and fixed-cap validation scores of one (dataset, seed)."""
     import torch
 
     torch.set_num_threads(1)
-    scores, paths = [], []
-    original_predict = lbfgs_module.HeadObjective.predict
-    original_score = selection_module.balanced_accuracy
-    original_patience = selection_module._PATIENCE
-
-    # HeadObjective.predict, keeping the scores (the package returns their argmax).
-    def predict(self, head, rows):
-        with torch.no_grad():
-            weights, bias = head()
-            out = []
-            for xb in self.stream.blocks(rows.host, rows.device):
-                if self.shift_t is not None:
-                    xb = torch.sub(xb, self.shift_t).mul_(self.inv_scale)
-                out.append(torch.addmm(bias, xb, weights.T))
-            logits = torch.cat(out).cpu().numpy()
-        scores.append(logits)
-        return logits.argmax(axis=1)
-
-    def balanced_accuracy(y, pred, sample_weight, unscored=None):
-        paths[-1].append((y.copy(), np.concatenate(scores), sample_weight.copy(),
-                          unscored))
-        scores.clear()
-        return original_score(y, pred, sample_weight, unscored)
-
-    cases, real = [], {}
-    # The real default (patience and all) first, before anything is patched.
+    cases = []
     for ir in imbalance:
         X, y, X_val, y_val, E = prior_study.split(dataset, ir, seed)
         for prior in (False, True):
+            params = dict(device="cpu", random_state=0,
+                          class_embeddings=E if prior else None)
+            path = []
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                model = SAMNClassifier(device="cpu", random_state=0,
-                                       class_embeddings=E if prior else None).fit(X, y)
-            real[ir, prior] = (balanced_accuracy_score(y_val, model.predict(X_val)),
-                               model.max_norm_)
-    try:
-        lbfgs_module.HeadObjective.predict = predict
-        selection_module.balanced_accuracy = balanced_accuracy
-        selection_module._PATIENCE = len(GRID)
-        for ir in imbalance:
-            X, y, X_val, y_val, E = prior_study.split(dataset, ir, seed)
-            for prior in (False, True):
-                params = dict(device="cpu", random_state=0,
-                              class_embeddings=E if prior else None)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    paths.append([])
+                real = SAMNClassifier(**params).fit(X, y)
+                with _recording(path):
                     SAMNClassifier(**params).fit(X, y)
-                    path = paths[-1]
-                    fixed = [
-                        balanced_accuracy_score(
-                            y_val, SAMNClassifier(max_norm=cap, **params)
-                            .fit(X, y).predict(X_val))
-                        for cap in GRID
-                    ]
-                assert len(path) == len(GRID)
-                cases.append(dict(dataset=dataset, seed=seed, imbalance=ir, prior=prior,
-                                  path=path, fixed=np.array(fixed),
-                                  real_default=real[ir, prior][0],
-                                  real_cap=real[ir, prior][1]))
-                print(f"{dataset} IF{ir} seed{seed} prior={prior}: recorded",
-                      file=sys.stderr, flush=True)
-    finally:
-        lbfgs_module.HeadObjective.predict = original_predict
-        selection_module.balanced_accuracy = original_score
-        selection_module._PATIENCE = original_patience
+                fixed = [
+                    balanced_accuracy_score(
+                        y_val, SAMNClassifier(max_norm=cap, **params).fit(X, y).predict(X_val))
+                    for cap in GRID
+                ]
+            assert len(path) == len(GRID)
+            cases.append(dict(dataset=dataset, seed=seed, imbalance=ir, prior=prior,
+                              path=path, fixed=np.array(fixed),
+                              real_default=balanced_accuracy_score(y_val, real.predict(X_val)),
+                              real_cap=real.max_norm_))
+            print(f"{dataset} IF{ir} seed{seed} prior={prior}: recorded",
+                  file=sys.stderr, flush=True)
     return cases
 
 
@@ -223,25 +214,21 @@ def replay(cases, seeds):
         b = f"{100 * np.mean(rest):.2f}" if rest else "-"
         return f"{100 * all_:.2f} ({100 * a:.2f} / {b})"
 
+    picks = {name: lambda c, rule=rule: c["fixed"][rule(c["path"])]
+             for name, rule in RULES.items()}
+    picks["default (real fit)"] = lambda c: c["real_default"]
+    picks["oracle (best cap per split, hindsight)"] = lambda c: c["fixed"].max()
+    for k, cap in enumerate(GRID):
+        if 4 <= cap <= 32:
+            picks[f"fixed cap {cap:.3g} (not a rule)"] = lambda c, k=k: c["fixed"][k]
     rows = {}
-    for name, rule in RULES.items():
+    for name, pick in picks.items():
         for group in groups:
             values = {}
             for c in cases:
                 if (c["dataset"], c["prior"]) == group:
-                    values.setdefault(c["seed"], []).append(c["fixed"][rule(c["path"])])
+                    values.setdefault(c["seed"], []).append(pick(c))
             rows.setdefault(name, []).append(cell(values))
-    for group in groups:
-        chosen = [c for c in cases if (c["dataset"], c["prior"]) == group]
-        for label, pick in [
-            ("default (real fit)", lambda c: c["real_default"]),
-            ("oracle (best cap per split, hindsight)", lambda c: c["fixed"].max()),
-        ] + [(f"fixed cap {cap:.3g} (not a rule)", lambda c, k=k: c["fixed"][k])
-             for k, cap in enumerate(GRID) if 4 <= cap <= 32]:
-            values = {}
-            for c in chosen:
-                values.setdefault(c["seed"], []).append(pick(c))
-            rows.setdefault(label, []).append(cell(values))
     for name, cells in rows.items():
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines

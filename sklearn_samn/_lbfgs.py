@@ -136,15 +136,18 @@ class HeadObjective:
         ((weights * grad_w).sum() + (bias * grad_b).sum()).backward()
         return float(total) / self.total_weight
 
+    def _block_scores(self, xb, weights, bias):
+        """The head's scores of one block of rows of ``X`` (standardised here)."""
+        if self.shift_t is not None:
+            xb = torch.sub(xb, self.shift_t).mul_(self.inv_scale)
+        return torch.addmm(bias, xb, weights.T)
+
     def predict(self, head, rows):
         """Predicted classes (argmax of the head's scores) of ``rows``, a BlockRows."""
         with torch.no_grad():
             weights, bias = head()
-            out = []
-            for xb in self.stream.blocks(rows.host, rows.device):
-                if self.shift_t is not None:
-                    xb = torch.sub(xb, self.shift_t).mul_(self.inv_scale)
-                out.append(torch.addmm(bias, xb, weights.T).argmax(dim=1))
+            out = [self._block_scores(xb, weights, bias).argmax(dim=1)
+                   for xb in self.stream.blocks(rows.host, rows.device)]
             return torch.cat(out).cpu().numpy()
 
 
