@@ -163,3 +163,56 @@ def test_selection_replay_quick_run_writes_its_table(tmp_path):
     assert "picks the real default's cap in 2 of 2 splits" in report, report
     rows = [line for line in report.splitlines() if line.startswith("| default (")]
     assert len(rows) == 2 and all(len(r.split("|")) == 5 for r in rows)
+
+
+def test_tail_study_name_pull_adds_the_stated_term():
+    """tail_study's name pull adds ``-(w r / W) sum_c f_c <u_c, z_c>`` to the
+    objective and its gradient (checked in float64), and is gone after its
+    context closes."""
+    import torch
+
+    saved_path, saved_env = list(sys.path), dict(os.environ)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import tail_study
+    finally:
+        sys.path[:] = saved_path
+        os.environ.clear()
+        os.environ.update(saved_env)
+    from sklearn_samn._lbfgs import BlockRows, HeadObjective
+    from sklearn_samn._prior import prior_rows_on_device
+    from sklearn_samn._streaming import RowStream
+    from sklearn_samn._training import build_head, rows_on_device
+
+    rng = np.random.default_rng(0)
+    counts = np.array([30, 20, 9, 1])
+    y = np.repeat(np.arange(4), counts)
+    X = rng.normal(size=(len(y), 5)).astype(np.float32)
+    E = rng.normal(size=(4, 5))
+    shift, scale, weight, cap = X.mean(axis=0), 2.0, 0.5, 4.0
+    cpu = torch.device("cpu")
+    y_t, w_t, shift_t, inv_scale = rows_on_device(y, np.ones(len(y)), shift, scale, cpu)
+    total = len(y) + 4 * weight
+    objective = HeadObjective(
+        RowStream(X, cpu, max_rows=16), BlockRows(len(y), 16, cpu), y_t, w_t, shift_t,
+        inv_scale, np.zeros(4), total, prior_rows_on_device((E, weight), cpu),
+    )
+    state = {"directions": rng.normal(size=(4, 5)), "log_norms": np.log([1.0, 2, 3, 4]),
+             "bias": rng.normal(size=4)}
+    head = build_head("invariant", state, counts, max_norm=cap)
+    original = HeadObjective.__call__
+    plain = objective(head)
+    plain_grad = head.directions.grad.clone()
+    for fading, share in ((False, np.ones(4)), (True, 1.0 / counts)):
+        with tail_study.name_pull(fading):
+            pulled = objective(head)
+            pulled_grad = head.directions.grad.clone()
+        directions = torch.tensor(state["directions"], requires_grad=True)
+        z = torch.tensor((E - shift.astype(np.float32)) / scale)
+        unit = directions / directions.norm(dim=1, keepdim=True)
+        term = -(weight * cap / total) * ((unit * z).sum(dim=1) * torch.tensor(share)).sum()
+        term.backward()
+        assert np.isclose(pulled - plain, term.item(), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(pulled_grad - plain_grad, directions.grad.numpy(),
+                                   rtol=1e-4, atol=1e-6)
+        assert HeadObjective.__call__ is original
