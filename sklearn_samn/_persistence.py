@@ -21,6 +21,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from ._samn import SAMNClassifier
+from ._validation import by_label
 
 __all__ = ["save", "load"]
 
@@ -137,7 +138,8 @@ def save(estimator, path):
             "Cannot save random_state given as a RandomState instance without "
             "pickle; set random_state to an int or None first."
         )
-    counts = params.pop("class_counts")
+    # A pandas Series or DataFrame is saved as the dict its index makes.
+    counts = by_label(params.pop("class_counts"), "class_counts")
     if isinstance(counts, dict):
         counts = {"dict": [[_json_scalar(k, "class_counts label"),
                             _json_scalar(v, "class_counts count")]
@@ -145,7 +147,7 @@ def save(estimator, path):
     elif counts is not None:
         counts = {"array": [_json_scalar(v, "class_counts count")
                             for v in np.asarray(counts).tolist()]}
-    embeddings = params.pop("class_embeddings")
+    embeddings = by_label(params.pop("class_embeddings"), "class_embeddings")
     params = {k: _json_scalar(v, f"parameter {k}") if v is not None else None
               for k, v in params.items()}
     params["class_counts"] = counts

@@ -4,6 +4,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from ._prior import _numeric
+from ._validation import by_label
 
 
 class ClassPriorPipeline(Pipeline):
@@ -26,8 +27,9 @@ class ClassPriorPipeline(Pipeline):
         ``class_embeddings`` parameter (``SAMNClassifier``), left at ``None``.
     class_embeddings : array-like of shape (n_classes, n_features_in) or dict, default=None
         Class embeddings in the space of the ``X`` given to this pipeline: rows
-        in the order of the sorted labels of ``y``, or a dict mapping each label
-        to its vector (a dict may hold labels that ``y`` lacks, as the training
+        in the order of the sorted labels of ``y``, or a dict (or a pandas
+        DataFrame indexed by label) mapping each label to its vector (a dict
+        may hold labels that ``y`` lacks, as the training
         part of a cross-validation fold may lack a rare class: prefer it in
         cross-validation and grid searches). ``None`` fits a plain pipeline.
     memory : str or object with the joblib.Memory interface, default=None
@@ -140,7 +142,9 @@ class ClassPriorPipeline(Pipeline):
 
 def _as_table(class_embeddings):
     """``(labels, vectors)``: the dict's labels and stacked vectors, or
-    ``(None, array)`` for an array in the order of the classes."""
+    ``(None, array)`` for an array in the order of the classes (a pandas
+    DataFrame is the dict its index makes)."""
+    class_embeddings = by_label(class_embeddings, "class_embeddings")
     if isinstance(class_embeddings, dict):
         labels = list(class_embeddings)
         if not labels:

@@ -10,6 +10,8 @@ the order of the norms and ``class_count_`` stay the real counts.
 
 import numpy as np
 
+from ._validation import by_label
+
 # The weight of each class's pseudo-row, in units of the mean sample weight
 # of X: one pseudo-observation (benchmarks/SENSITIVITY.md measures half and
 # twice this).
@@ -29,7 +31,7 @@ def check_class_embeddings(class_embeddings, classes, n_features):
     class_embeddings : array-like of shape (n_classes, n_features), dict or None
         Rows in the order of ``classes``, or a mapping label -> vector that
         covers every label of ``classes`` (it may hold more labels: those are
-        not used).
+        not used). A pandas DataFrame is the mapping its index makes.
     classes : ndarray of shape (n_classes,)
         The labels of the fit.
     n_features : int
@@ -41,6 +43,7 @@ def check_class_embeddings(class_embeddings, classes, n_features):
     """
     if class_embeddings is None:
         return None
+    class_embeddings = by_label(class_embeddings, "class_embeddings")
     if isinstance(class_embeddings, dict):
         missing = [label for label in classes.tolist() if label not in class_embeddings]
         if missing:
@@ -110,8 +113,10 @@ def prior_rows_on_device(prior, device):
 
     embeddings, weight = prior
     n_classes = embeddings.shape[0]
+    # A copy: the user's array may be read-only, which torch warns about.
+    rows = torch.from_numpy(np.array(embeddings, dtype=np.float32))
     return (
-        torch.as_tensor(embeddings, dtype=torch.float32, device=device),
+        rows.to(device),
         torch.arange(n_classes, device=device),
         torch.full((n_classes,), weight, dtype=torch.float32, device=device),
     )

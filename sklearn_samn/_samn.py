@@ -171,7 +171,8 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         Class frequencies that define the monotone order, for when the
         training set does not follow the natural distribution (for example a
         re-sampled or balanced subset of long-tailed data). An array in the
-        order of ``classes_`` or a dict mapping every label to its count.
+        order of ``classes_`` or a dict mapping every label to its count (a
+        pandas Series, such as ``y.value_counts()``, maps its index).
         ``None`` uses the (sample-weighted) counts of ``y``, with counts
         that differ only by rounding (balanced weights) taken as equal. The
         logit-adjusted loss always uses the distribution of the training set
@@ -182,9 +183,10 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         encoder that made ``X`` (its name or description through a sentence
         encoder, a CLIP-like text tower's "a photo of a {name}", ...), in the
         space of the ``X`` given to ``fit``. An array in the order of
-        ``classes_`` or a dict mapping every label of ``y`` to its vector (it
-        may hold more labels, which are not used: prefer it in
-        cross-validation, where a fold may lack a rare class). Each embedding
+        ``classes_``, or a dict (or a pandas DataFrame indexed by label) mapping
+        every label of ``y`` to its vector (it may hold more labels, which are
+        not used: prefer it in cross-validation, where a fold may lack a rare
+        class). Each embedding
         is one more training row of its class, weighted as one average sample
         of ``X``; it stays in the training part of every fold of the internal
         cross-validation, and the standardisation, the monotone order

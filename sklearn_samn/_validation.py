@@ -8,13 +8,38 @@ from sklearn.utils.validation import validate_data
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def by_label(value, name):
+    """A pandas Series or DataFrame as the dict its index makes (label -> entry
+    or row); any other value unchanged.
+
+    Its entries are then matched to the classes by label, never by position:
+    ``y.value_counts()`` lists the labels by count, and a table of class
+    embeddings need not be in the order of ``classes_``.
+    """
+    if getattr(value, "index", None) is None or not hasattr(value, "to_numpy"):
+        return value
+    labels = list(value.index)
+    if len(set(labels)) != len(labels):
+        seen, repeated = set(), []
+        for label in labels:
+            if label in seen and label not in repeated:
+                repeated.append(label)
+            seen.add(label)
+        raise ValueError(
+            f"{name} is a pandas object whose index repeats the labels {repeated}; "
+            "its entries are matched to the classes by that index, one per label."
+        )
+    return dict(zip(labels, value.to_numpy()))
+
+
 def class_counts_array(class_counts, labels, *, allow_extra=False):
     """``class_counts`` (an array in ``labels`` order, or a dict) as a float array.
 
     Parameters
     ----------
-    class_counts : array-like of shape (n_labels,) or dict
-        Counts in the order of ``labels``, or a mapping label -> count.
+    class_counts : array-like of shape (n_labels,), dict or pandas Series
+        Counts in the order of ``labels``, or a mapping label -> count (a
+        Series maps its index).
     labels : list
         The labels the counts are for.
     allow_extra : bool, default=False
@@ -24,6 +49,7 @@ def class_counts_array(class_counts, labels, *, allow_extra=False):
     -------
     counts : ndarray of shape (n_labels,), dtype=float64
     """
+    class_counts = by_label(class_counts, "class_counts")
     if isinstance(class_counts, dict):
         missing = [label for label in labels if label not in class_counts]
         known = set(labels)

@@ -138,6 +138,41 @@ def test_array_and_dict_give_the_same_model():
     np.testing.assert_array_equal(a.intercept_, b.intercept_)
 
 
+def test_a_dataframe_of_embeddings_is_read_by_its_index(tmp_path):
+    """A table of class embeddings, indexed by label in any order, is matched to
+    the classes by label (as a dict), never by position; it saves and loads."""
+    pd = pytest.importorskip("pandas")
+    X, y, X_test, _, names = tail_problem()
+    order = np.random.default_rng(0).permutation(names.shape[0])
+    table = pd.DataFrame(names[order], index=order)
+    params = dict(max_norm=8.0, device="cpu", random_state=0)
+    as_table = SAMNClassifier(class_embeddings=table, **params).fit(X, y)
+    as_array = SAMNClassifier(class_embeddings=names, **params).fit(X, y)
+    np.testing.assert_array_equal(as_table.coef_, as_array.coef_)
+    save(as_table, tmp_path / "m.samn")
+    back = load(tmp_path / "m.samn")
+    np.testing.assert_array_equal(back.predict_proba(X_test), as_table.predict_proba(X_test))
+    got = back.get_params()["class_embeddings"]
+    assert sorted(got) == list(range(names.shape[0]))
+    np.testing.assert_array_equal(got[3], names[3])
+    pipe = make_prior_pipeline(StandardScaler(), SAMNClassifier(**params),
+                               class_embeddings=table).fit(X, y)
+    by_hand = make_prior_pipeline(StandardScaler(), SAMNClassifier(**params),
+                                  class_embeddings=names).fit(X, y)
+    np.testing.assert_array_equal(pipe.predict_proba(X_test), by_hand.predict_proba(X_test))
+    repeated = pd.DataFrame(names, index=[0, 1, 2, 3, 4, 5, 6, 7, 8, 0])
+    with pytest.raises(ValueError, match=r"index repeats the labels \[0\]"):
+        SAMNClassifier(class_embeddings=repeated, **params).fit(X, y)
+
+
+def test_read_only_embeddings_fit_without_a_warning():
+    X, y, _, _, names = tail_problem()
+    names.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SAMNClassifier(class_embeddings=names, max_norm=8.0, device="cpu").fit(X, y)
+
+
 @settings(max_examples=8, deadline=None)
 @given(st.permutations(range(10)), st.integers(0, 3))
 def test_renaming_classes_renames_the_model(perm, seed):

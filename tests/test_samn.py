@@ -351,6 +351,24 @@ def test_class_counts_dict_with_string_labels(long_tailed, fast_clf):
     assert counts == {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}
 
 
+def test_class_counts_as_a_pandas_series_are_read_by_label(long_tailed, fast_clf):
+    """``y.value_counts()`` lists the labels by count, not in the order of
+    ``classes_``: its entries must be matched by label, never by position."""
+    pd = pytest.importorskip("pandas")
+    X, y = long_tailed
+    names = np.array(["a", "b", "c", "d", "e"])[y]
+    stated = {"a": 4, "b": 60, "c": 8, "d": 30, "e": 15}
+    series = pd.Series(stated).sort_values(ascending=False)
+    clf = fast_clf(class_counts=series).fit(X, names)
+    np.testing.assert_array_equal(clf.class_count_, [4, 60, 8, 30, 15])
+    as_dict = fast_clf(class_counts=stated).fit(X, names)
+    np.testing.assert_array_equal(as_dict.coef_, clf.coef_)
+    counted = fast_clf(class_counts=pd.Series(names).value_counts()).fit(X, names)
+    np.testing.assert_array_equal(counted.class_count_, np.bincount(y))
+    with pytest.raises(ValueError, match=r"index repeats the labels \['a'\]"):
+        fast_clf(class_counts=pd.Series([1, 2, 3, 4, 5], index=list("abcda"))).fit(X, names)
+
+
 @pytest.mark.parametrize(
     "class_counts, message",
     [
