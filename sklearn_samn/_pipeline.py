@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from ._prior import _numeric
+from ._prior import _numeric, in_feature_order
 from ._validation import by_label
 
 
@@ -104,7 +104,10 @@ class ClassPriorPipeline(Pipeline):
                 "class_embeddings. Give them to the pipeline only (in the space of "
                 "the pipeline's input), which sends them through the earlier steps."
             )
-        labels, vectors = _as_table(self.class_embeddings)
+        names = getattr(X, "columns", None)
+        if names is not None and not all(isinstance(c, str) for c in names):
+            names = None  # scikit-learn names features only by strings
+        labels, vectors = _as_table(in_feature_order(self.class_embeddings, names))
         head_params, front_params = {}, {}
         for key, value in params.items():
             step, sep, param = key.partition("__")
@@ -123,10 +126,13 @@ class ClassPriorPipeline(Pipeline):
             Xt = front.fit_transform(X, y, **front_params)
             # The fitted transformers (clones, when memory caches them).
             self.steps[:-1] = front.steps
-            vectors = front.transform(vectors)
+            if hasattr(X, "columns") and type(X).__module__.startswith("pandas"):
+                # As X came: the steps fitted on named columns expect them.
+                vectors = type(X)(vectors, columns=X.columns)
+            vectors = np.asarray(front.transform(vectors))
         else:
             Xt = X
-        prior = vectors if labels is None else dict(zip(labels, np.asarray(vectors)))
+        prior = vectors if labels is None else dict(zip(labels, vectors))
         head.set_params(class_embeddings=prior)
         try:
             head.fit(Xt, y, **head_params)

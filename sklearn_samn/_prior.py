@@ -23,7 +23,36 @@ _OFFSET_WITH_PRIOR = False
 _CENTRE = False
 
 
-def check_class_embeddings(class_embeddings, classes, n_features):
+def in_feature_order(table, feature_names):
+    """A pandas DataFrame of embeddings with its columns in the order of the
+    features of ``X``, when both are named; anything else unchanged.
+
+    Columns named by strings that are exactly the feature names of ``X`` (in
+    any order) are put in their order. Named columns that are not those
+    features are an error: reading them by position would pair each value
+    with another feature. Unnamed (integer) columns, or an ``X`` without
+    feature names, are read by position.
+    """
+    columns = getattr(table, "columns", None)
+    if columns is None or feature_names is None or not hasattr(table, "to_numpy"):
+        return table
+    columns = list(columns)
+    if not all(isinstance(c, str) for c in columns):
+        return table
+    names = [str(name) for name in feature_names]
+    if sorted(columns) != sorted(names) or len(set(columns)) != len(columns):
+        unknown = [c for c in columns if c not in set(names)]
+        missing = [n for n in names if n not in set(columns)]
+        raise ValueError(
+            "class_embeddings is a DataFrame whose columns are not the features of "
+            f"X: {len(unknown)} columns that X lacks {unknown[:5]}, {len(missing)} "
+            f"features of X it lacks {missing[:5]}. Name its columns as X's, or "
+            "pass an array (read by position)."
+        )
+    return table[names]
+
+
+def check_class_embeddings(class_embeddings, classes, n_features, feature_names=None):
     """``class_embeddings`` as a float64 array in the order of ``classes``.
 
     Parameters
@@ -36,6 +65,9 @@ def check_class_embeddings(class_embeddings, classes, n_features):
         The labels of the fit.
     n_features : int
         Features of ``X``.
+    feature_names : array-like of str or None, default=None
+        Feature names of ``X`` (``feature_names_in_``): a DataFrame with named
+        columns is matched to them by name.
 
     Returns
     -------
@@ -43,7 +75,8 @@ def check_class_embeddings(class_embeddings, classes, n_features):
     """
     if class_embeddings is None:
         return None
-    class_embeddings = by_label(class_embeddings, "class_embeddings")
+    class_embeddings = by_label(in_feature_order(class_embeddings, feature_names),
+                                "class_embeddings")
     if isinstance(class_embeddings, dict):
         missing = [label for label in classes.tolist() if label not in class_embeddings]
         if missing:

@@ -411,7 +411,10 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         )
         class_count = _check_class_counts(self.class_counts, classes, train_counts)
         init = _check_init(coef_init, intercept_init, n_classes, n_features)
-        embeddings = check_class_embeddings(self.class_embeddings, classes, n_features)
+        embeddings = check_class_embeddings(
+            self.class_embeddings, classes, n_features,
+            getattr(self, "feature_names_in_", None),
+        )
         prior = None if embeddings is None else (embeddings, prior_weight(sample_weight))
 
         # Imports torch: kept out of module scope so that prediction needs none.

@@ -165,6 +165,38 @@ def test_a_dataframe_of_embeddings_is_read_by_its_index(tmp_path):
         SAMNClassifier(class_embeddings=repeated, **params).fit(X, y)
 
 
+def test_named_columns_are_matched_to_the_features_of_X():
+    """With a DataFrame X, a DataFrame of embeddings whose columns are X's
+    features in another order is put in X's order (alone and in a pipeline,
+    where no step warns about feature names); columns that are not X's
+    features are an error, not read by position."""
+    pd = pytest.importorskip("pandas")
+    X, y, X_test, _, names = tail_problem()
+    columns = [f"dim{k}" for k in range(X.shape[1])]
+    X_df, X_test_df = pd.DataFrame(X, columns=columns), pd.DataFrame(X_test, columns=columns)
+    shuffled = columns[::-1]
+    table = pd.DataFrame(names, columns=columns)[shuffled]
+    params = dict(max_norm=8.0, device="cpu", random_state=0)
+    by_name = SAMNClassifier(class_embeddings=table, **params).fit(X_df, y)
+    by_array = SAMNClassifier(class_embeddings=names, **params).fit(X_df, y)
+    np.testing.assert_array_equal(by_name.coef_, by_array.coef_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipe = make_prior_pipeline(StandardScaler(), PCA(n_components=6, random_state=0),
+                                   SAMNClassifier(**params), class_embeddings=table)
+        pipe.fit(X_df, y)
+        proba = pipe.predict_proba(X_test_df)
+    by_hand = make_prior_pipeline(StandardScaler(), PCA(n_components=6, random_state=0),
+                                  SAMNClassifier(**params), class_embeddings=names)
+    np.testing.assert_allclose(by_hand.fit(X, y).predict_proba(X_test), proba, atol=1e-6)
+    wrong = table.rename(columns={"dim3": "other"})
+    with pytest.raises(ValueError, match=r"columns that X lacks \['other'\].*lacks \['dim3'\]"):
+        SAMNClassifier(class_embeddings=wrong, **params).fit(X_df, y)
+    with pytest.raises(ValueError, match=r"columns that X lacks \['other'\]"):
+        make_prior_pipeline(StandardScaler(), SAMNClassifier(**params),
+                            class_embeddings=wrong).fit(X_df, y)
+
+
 def test_read_only_embeddings_fit_without_a_warning():
     X, y, _, _, names = tail_problem()
     names.setflags(write=False)
