@@ -74,8 +74,8 @@ def shot_groups(class_counts, *, thresholds=(100, 20)):
 
     Parameters
     ----------
-    class_counts : array-like of shape (n_classes,)
-        Training count of each class.
+    class_counts : array-like of shape (n_classes,) or dict
+        Training count of each class, or a dict label -> count.
     thresholds : tuple (many, few) or "thirds", default=(100, 20)
         ``(many, few)``: a class with more than ``many`` training samples is
         many-shot, one with fewer than ``few`` is few-shot, the rest medium
@@ -86,8 +86,9 @@ def shot_groups(class_counts, *, thresholds=(100, 20)):
 
     Returns
     -------
-    groups : ndarray of shape (n_classes,), dtype=object
-        ``"many"``, ``"medium"`` or ``"few"`` for each class.
+    groups : ndarray of shape (n_classes,), dtype=object, or dict
+        ``"many"``, ``"medium"`` or ``"few"`` for each class (a dict label ->
+        group for a dict of counts).
 
     Examples
     --------
@@ -96,7 +97,13 @@ def shot_groups(class_counts, *, thresholds=(100, 20)):
     ['many', 'medium', 'few']
     >>> shot_groups([9, 1, 5, 7, 3, 2], thresholds="thirds").tolist()
     ['many', 'few', 'medium', 'many', 'medium', 'few']
+    >>> shot_groups({"card_lost": 500, "pin_blocked": 5})
+    {'card_lost': 'many', 'pin_blocked': 'few'}
     """
+    if isinstance(class_counts, dict):
+        labels = list(class_counts)
+        groups = shot_groups([class_counts[label] for label in labels], thresholds=thresholds)
+        return dict(zip(labels, groups.tolist()))
     counts = np.asarray(class_counts, dtype=float)
     groups = np.full(counts.shape, "medium", dtype=object)
     if isinstance(thresholds, str):

@@ -30,6 +30,13 @@ def test_groups_by_thresholds_including_boundaries():
     assert shot_groups([50, 5], thresholds=(10, 10)).tolist() == ["many", "few"]
 
 
+def test_groups_of_a_dict_are_a_dict_by_label():
+    counts = {"b": 5, "a": 500, "c": 50}
+    assert shot_groups(counts) == {"b": "few", "a": "many", "c": "medium"}
+    assert shot_groups(counts, thresholds="thirds") == {"b": "few", "a": "many",
+                                                        "c": "medium"}
+
+
 def test_thirds_keep_ties_together():
     groups = shot_groups([5, 5, 5, 1, 9, 9], thresholds="thirds")
     assert groups.tolist() == ["medium", "medium", "medium", "few", "many", "many"]
