@@ -17,6 +17,21 @@ ENV = {
 }
 
 
+def benchmark_module(name):
+    """Import a script of benchmarks/ as a module, leaving ``sys.path`` and the
+    environment as they were (the scripts set OMP_NUM_THREADS for their own runs)."""
+    import importlib
+
+    saved_path, saved_env = list(sys.path), dict(os.environ)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path[:] = saved_path
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
 def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     out = tmp_path / "GPU_CHECK.md"
     result = subprocess.run(
@@ -116,14 +131,7 @@ def test_prior_study_quick_run_writes_its_table(tmp_path):
 def test_selection_replay_scores_like_the_package():
     """The replayed rule's criterion is the package's credited balanced accuracy,
     so a rule replayed on recorded paths is judged on what fit computes."""
-    saved_path, saved_env = list(sys.path), dict(os.environ)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import selection_replay  # sets OMP_NUM_THREADS for its own runs
-    finally:
-        sys.path[:] = saved_path
-        os.environ.clear()
-        os.environ.update(saved_env)
+    selection_replay = benchmark_module("selection_replay")
     from sklearn_samn._selection import balanced_accuracy
 
     rng = np.random.default_rng(0)
@@ -171,14 +179,7 @@ def test_tail_study_name_pull_adds_the_stated_term():
     context closes."""
     import torch
 
-    saved_path, saved_env = list(sys.path), dict(os.environ)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import tail_study
-    finally:
-        sys.path[:] = saved_path
-        os.environ.clear()
-        os.environ.update(saved_env)
+    tail_study = benchmark_module("tail_study")
     from sklearn_samn._lbfgs import BlockRows, HeadObjective
     from sklearn_samn._prior import prior_rows_on_device
     from sklearn_samn._streaming import RowStream
