@@ -38,6 +38,7 @@ import sklearn_samn._prior as prior_module  # noqa: E402
 import sklearn_samn._selection as selection_module  # noqa: E402
 from sklearn_samn import SAMNClassifier  # noqa: E402
 from sklearn_samn.datasets import make_long_tailed  # noqa: E402
+from sklearn_samn.metrics import per_class_accuracy  # noqa: E402
 
 IMBALANCE = (100, 50, 10)
 ROOTS = {"banking77": data.BANKING77_ROOT, "hwu64": data.HWU64_ROOT}
@@ -209,7 +210,7 @@ def against_trick(dataset, seeds, imbalance=(100, 50)):
             counts = np.bincount(y, minlength=E.shape[0])
             for name, fit in models.items():
                 pred = fit(X, y, E)[0](Xv)
-                per_class = np.array([np.mean(pred[yv == c] == c) for c in range(len(counts))])
+                per_class = per_class_accuracy(yv, pred, labels=np.arange(len(counts)))
                 for lo, hi in bins:
                     members = (counts >= lo) & (counts <= hi)
                     recall.setdefault((ir, name, lo), []).append(

@@ -46,6 +46,7 @@ import prior_study  # noqa: E402
 
 import sklearn_samn._lbfgs as lbfgs_module  # noqa: E402
 from sklearn_samn import SAMNClassifier  # noqa: E402
+from sklearn_samn.metrics import per_class_accuracy  # noqa: E402
 
 IMBALANCE = (100, 50, 10)
 CAP = 11.3
@@ -97,14 +98,10 @@ def fit_variant(name, X, y, E):
     if name == "lr_trick":
         return baselines.fit_lr_la_name(X, y, E, seed=0).predict
     cap = CAP if name.endswith(f"_cap{CAP:g}") else "auto"
-    if name.startswith("name_pull"):
-        with name_pull(fading="fading" in name):
-            return fit_samn(X, y, E, cap).predict
-    return fit_samn(X, y, E, cap).predict
-
-
-def recall_by_class(y_val, pred, n_classes):
-    return np.array([np.mean(pred[y_val == c] == c) for c in range(n_classes)])
+    pull = name_pull(fading="fading" in name) if name.startswith("name_pull") \
+        else contextlib.nullcontext()
+    with pull:
+        return fit_samn(X, y, E, cap).predict
 
 
 def unit(a):
@@ -126,7 +123,7 @@ def directions(X, y, Xv, yv, E):
 
     def scored(new_coef, predict=None):
         pred = predict(Xv) if predict else ((Xv - mean) @ new_coef.T + bias).argmax(axis=1)
-        recall = recall_by_class(yv, pred, len(counts))
+        recall = per_class_accuracy(yv, pred, labels=np.arange(len(counts)))
         cosine = np.mean(np.sum(unit(new_coef[single]) * unit(prototype[single]), axis=1))
         return balanced_accuracy_score(yv, pred), recall[single].mean(), cosine
 
@@ -147,7 +144,7 @@ def case(dataset, seed):
         counts = np.bincount(y, minlength=E.shape[0])
         for name in VARIANTS:
             pred = fit_variant(name, X, y, E)(Xv)
-            recall = recall_by_class(yv, pred, len(counts))
+            recall = per_class_accuracy(yv, pred, labels=np.arange(len(counts)))
             variants[(ir, name)] = (
                 balanced_accuracy_score(yv, pred),
                 recall[counts == 1].mean() if np.any(counts == 1) else np.nan,

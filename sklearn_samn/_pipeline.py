@@ -104,10 +104,9 @@ class ClassPriorPipeline(Pipeline):
                 "class_embeddings. Give them to the pipeline only (in the space of "
                 "the pipeline's input), which sends them through the earlier steps."
             )
-        names = getattr(X, "columns", None)
-        if names is not None and not all(isinstance(c, str) for c in names):
-            names = None  # scikit-learn names features only by strings
-        labels, vectors = _as_table(in_feature_order(self.class_embeddings, names))
+        labels, vectors = _as_table(
+            in_feature_order(self.class_embeddings, getattr(X, "columns", None))
+        )
         head_params, front_params = {}, {}
         for key, value in params.items():
             step, sep, param = key.partition("__")

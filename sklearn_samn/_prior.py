@@ -34,18 +34,19 @@ def in_feature_order(table, feature_names):
     any order) are put in their order. Named columns that are not those
     features are an error: reading them by position would pair each value
     with another feature. Unnamed (integer) columns, or an ``X`` without
-    feature names, are read by position.
+    feature names (scikit-learn names features by strings only), are read by
+    position.
     """
     columns = getattr(table, "columns", None)
     if columns is None or feature_names is None or not hasattr(table, "to_numpy"):
         return table
-    columns = list(columns)
-    if not all(isinstance(c, str) for c in columns):
+    columns, names = list(columns), list(feature_names)
+    if not all(isinstance(c, str) for c in columns + names):
         return table
-    names = [str(name) for name in feature_names]
     if sorted(columns) != sorted(names) or len(set(columns)) != len(columns):
-        unknown = [c for c in columns if c not in set(names)]
-        missing = [n for n in names if n not in set(columns)]
+        known_columns, known_names = set(columns), set(names)
+        unknown = [c for c in columns if c not in known_names]
+        missing = [n for n in names if n not in known_columns]
         raise ValueError(
             "class_embeddings is a DataFrame whose columns are not the features of "
             f"X: {len(unknown)} columns that X lacks {unknown[:5]}, {len(missing)} "
@@ -143,13 +144,17 @@ def warn_if_elsewhere(embeddings, shift, scale, classes):
         return
     import warnings
 
+    # How far each class is off, by ratio either way (an embedding at the mean
+    # itself is the farthest of all, not a log of zero).
+    off = np.abs(np.log(np.maximum(distance, np.finfo(np.float64).tiny)))
+    farthest = classes[np.argsort(-off, kind="stable")[:3]].tolist()
     warnings.warn(
         f"class_embeddings lie at a median distance of {median:.3g} from the mean of "
         "X, in units of the typical distance of the rows of X from it (1 by "
         "definition; embeddings by the encoder that made X are usually near 1). "
         "They may not be in the space of X: if earlier steps transform X (a "
         "scaler, PCA), use ClassPriorPipeline, which sends the embeddings through "
-        f"them. Farthest classes: {classes[np.argsort(-np.abs(np.log(distance)))[:3]].tolist()}.",
+        f"them. Farthest classes: {farthest}.",
         UserWarning,
         stacklevel=3,
     )

@@ -1,5 +1,7 @@
 """Input checks shared by the estimator and the metrics (imports nothing of ours)."""
 
+from collections import Counter
+
 import numpy as np
 from scipy.sparse import issparse
 from sklearn.utils.validation import validate_data
@@ -19,12 +21,8 @@ def by_label(value, name):
     if getattr(value, "index", None) is None or not hasattr(value, "to_numpy"):
         return value
     labels = list(value.index)
-    if len(set(labels)) != len(labels):
-        seen, repeated = set(), []
-        for label in labels:
-            if label in seen and label not in repeated:
-                repeated.append(label)
-            seen.add(label)
+    repeated = [label for label, n in Counter(labels).items() if n > 1]
+    if repeated:
         raise ValueError(
             f"{name} is a pandas object whose index repeats the labels {repeated}; "
             "its entries are matched to the classes by that index, one per label."

@@ -214,6 +214,18 @@ def test_embeddings_outside_the_space_of_X_are_warned_about():
         SAMNClassifier(class_embeddings=names_raw, **head).fit(X_raw, y)
 
 
+def test_embeddings_at_the_mean_of_X_are_warned_about_without_a_log_of_zero():
+    from sklearn_samn._prior import warn_if_elsewhere
+
+    shift = np.array([0.5, -1.0, 2.0])
+    embeddings = np.vstack([shift, shift + 10.0, shift])  # two exactly at the mean
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.warns(UserWarning, match=r"median distance of 0 .*Farthest classes: "
+                                             r"\['a', 'c', 'b'\]"):
+            warn_if_elsewhere(embeddings, shift, 2.0, np.array(["a", "b", "c"]))
+
+
 def test_read_only_embeddings_fit_without_a_warning():
     X, y, _, _, names = tail_problem()
     names.setflags(write=False)
