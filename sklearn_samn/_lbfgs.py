@@ -30,6 +30,8 @@ _SINGLE_SPLIT_ABOVE = 10_000
 # Whether classes that cannot be held out count in the cross-validation score
 # (benchmarks/selection_study.py compares both).
 _CREDIT_UNSCORED = True
+# Score stand-ins for the one-sample classes instead of crediting them (study).
+_SIMULATE_SINGLETONS = False
 _MAX_BACKTRACKS = 30
 # Longest extrapolation of a first step along the gradient, as a multiple of
 # the step already accepted.
@@ -503,6 +505,17 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
 
     fold_of = long_tail_folds(y, sample_weight, n_folds, random_state)
     folds = []
+    usable_counts = np.bincount(y[sample_weight > 0], minlength=len(class_count))
+    n_single = int(np.sum(usable_counts == 1))
+    candidates = np.flatnonzero(usable_counts > n_folds)
+    if _SIMULATE_SINGLETONS:
+        # Label-free choices: classes in the order of their first row in a
+        # permutation of the rows, each fold its own; the row a stand-in keeps
+        # is its first training row in that order.
+        row_rank = random_state.permutation(len(y))
+        first = np.full(len(class_count), len(y))
+        np.minimum.at(first, y, row_rank)
+        candidates = candidates[np.argsort(first[candidates])]
     # Above this many samples one held-out fold is a precise enough score and
     # the other folds would multiply the cost: scikit-learn's
     # HistGradientBoosting switches to a single validation split at the same
@@ -512,13 +525,32 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
         if held_out.shape[0] == 0:
             continue
         weight = sample_weight * (fold_of != k)
+        counts_k = class_count
+        virtual = None
+        if _SIMULATE_SINGLETONS and n_single > 0:
+            # Stand-ins for the classes with one sample: a few classes of
+            # this fold keep a single training row; all their other rows are
+            # scored, under labels of their own.
+            per_fold = -(-n_single // n_folds)
+            chosen = candidates[k * per_fold:(k + 1) * per_fold]
+            counts_k = class_count.copy()
+            virtual = np.full(len(y), -1)
+            for c in chosen:
+                train = np.flatnonzero((y == c) & (weight > 0))
+                keep = train[np.argmin(row_rank[train])]
+                weight[train[train != keep]] = 0.0
+                rows = np.flatnonzero((y == c) & (sample_weight > 0))
+                virtual[rows[rows != keep]] = len(class_count) * (1 + k) + c
+                counts_k[c] = class_count[usable_counts > 0].min()
+            held_out = np.union1d(held_out, np.flatnonzero(virtual >= 0))
         state = _at_norm(initial_state(weight), variant, MAX_NORM_GRID[0])
         folds.append({
-            "head": build_head(variant, state, class_count, max_norm=MAX_NORM_GRID[0],
+            "head": build_head(variant, state, counts_k, max_norm=MAX_NORM_GRID[0],
                                device=device),
-            "objective": objective(np.flatnonzero(fold_of != k), weight),
+            "objective": objective(np.flatnonzero(weight > 0), weight),
             "held_out": held_out,
             "held_out_rows": BlockRows(len(y), block, device, held_out),
+            "virtual": None if virtual is None else virtual[held_out],
             "states": {},
         })
     if not folds:
@@ -538,7 +570,13 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
         fold["states"][max_norm] = head_state(fold["head"])
         pred = fold["objective"].predict(fold["head"], fold["held_out_rows"])
         rows = fold["held_out"]
-        return y[rows], pred, sample_weight[rows]
+        labels = y[rows]
+        if fold["virtual"] is not None:
+            stand_in = fold["virtual"] >= 0
+            hit = pred == labels
+            labels = np.where(stand_in, fold["virtual"], labels)
+            pred = np.where(stand_in & hit, labels, np.where(stand_in, -1, pred))
+        return labels, pred, sample_weight[rows]
 
     def forget(max_norm):
         for fold in folds:
@@ -551,6 +589,10 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
 
     unscored = _unscored_classes(y, sample_weight, fold_of, folds, len(class_count)) \
         if _CREDIT_UNSCORED else None
+    if _SIMULATE_SINGLETONS and n_single > 0 and any(f["virtual"] is not None and
+                                                     np.any(f["virtual"] >= 0)
+                                                     for f in folds):
+        unscored = ("stand_ins", n_single, len(class_count))
     best, tried, scores = select_max_norm(
         folds, evaluate, unscored=unscored, forget=forget, report=report
     )
