@@ -172,7 +172,9 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         training set does not follow the natural distribution (for example a
         re-sampled or balanced subset of long-tailed data). An array in the
         order of ``classes_`` or a dict mapping every label to its count (a
-        pandas Series, such as ``y.value_counts()``, maps its index).
+        pandas Series, such as ``y.value_counts()``, maps its index). A dict
+        may hold more labels, which are not used: prefer it in
+        cross-validation, where a fold may lack a rare class.
         ``None`` uses the (sample-weighted) counts of ``y``, with counts
         that differ only by rounding (balanced weights) taken as equal. The
         logit-adjusted loss always uses the distribution of the training set
@@ -670,7 +672,9 @@ def _check_sample_weight(sample_weight, n_samples):
 def _check_class_counts(class_counts, classes, train_counts):
     if class_counts is None:
         return _tie_rounding_noise(train_counts.astype(np.float64))
-    return class_counts_array(class_counts, classes.tolist())
+    # A dict may count labels that y lacks: the training part of a
+    # cross-validation fold may lack a rare class.
+    return class_counts_array(class_counts, classes.tolist(), allow_extra=True)
 
 
 def _tie_rounding_noise(counts, rtol=1e-9):
