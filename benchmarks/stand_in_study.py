@@ -1,37 +1,59 @@
-"""Stand-ins for the one-sample classes in the cap-selection CV (_lbfgs._SIMULATE_SINGLETONS),
-scored on the validation rows of prior_study's splits (never test).
+"""Stand-ins for the one-sample classes in the cap-selection CV, against the trend
+credit, on the validation rows of prior_study's splits (never test).
 
-In each fold, ceil(n_single / n_folds) classes with more than n_folds samples keep one
-training row (label-free choice: classes and the kept row in the order of a row
-permutation); their other rows are scored under labels of their own, and the classes
-with one sample count in the CV score with the stand-ins' mean recall instead of the
-trend credit. IF 10 has no one-sample classes: the switch changes nothing there.
+With stand-ins (``_lbfgs._STAND_INS``, the default here), each fold turns
+ceil(n_single / n_folds) classes with more than n_folds samples into classes
+with one training row; their other rows are scored under labels of their own,
+and the classes with one sample count in the CV score with the stand-ins' mean
+recall. ``*_trend`` variants credit them with the trend of the held-out
+classes' recall against training count instead (the rule before). IF 10 has
+no one-sample classes: both are the same there.
 
     python benchmarks/stand_in_study.py banking77 0,1,2,3,4,5
     python benchmarks/stand_in_study.py hwu64 6,7,8,9,10,11
 """
-import sys, time, warnings, numpy as np
+import sys
+import time
+import warnings
 from pathlib import Path
-root = str(Path(__file__).resolve().parents[1])
-sys.path.insert(0, root); sys.path.insert(0, root + "/benchmarks")
-warnings.simplefilter("ignore")
-import sklearn_samn; assert sklearn_samn.__file__.startswith(root), sklearn_samn.__file__
-import prior_study as P
-from sklearn.metrics import balanced_accuracy_score as bas
-import torch; torch.set_num_threads(1)
-dataset = sys.argv[1]; seeds = [int(s) for s in sys.argv[2].split(",")]
-V = {"no_prior": P.samn(use_prior=False), "w1": P.samn(),
-     "no_prior_sim": P.samn(use_prior=False, _SIMULATE_SINGLETONS=True), "w1_sim": P.samn(_SIMULATE_SINGLETONS=True)}
-res = {}
-for IF in (100, 50, 10):
-    for seed in seeds:
-        X, y, Xv, yv, E = P.split(dataset, IF, seed)
-        for name, fit in V.items():
-            if IF == 10 and name.endswith("_sim"):
-                res.setdefault(name, []).append((IF, seed, res[name[:-4]][-1][2], res[name[:-4]][-1][3], 0)); continue
-            t = time.time(); predict, cap = fit(X, y, E); t = time.time() - t
-            res.setdefault(name, []).append((IF, seed, 100 * bas(yv, predict(Xv)), cap, t))
-            print(dataset, IF, seed, name, f"{res[name][-1][2]:.2f} cap {cap:.1f} {t:.1f}s", flush=True)
-for name, rows in res.items():
-    a = np.array([r[2] for r in rows]); caps = [round(r[3], 1) for r in rows]
-    print("SUMMARY", dataset, name, f"mean {a.mean():.2f}", " ".join(f"IF{IF} {np.mean([r[2] for r in rows if r[0]==IF]):.2f}" for IF in (100,50,10)), caps)
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import prior_study  # noqa: E402
+from sklearn.metrics import balanced_accuracy_score  # noqa: E402
+
+VARIANTS = {
+    "no_prior_trend": prior_study.samn(use_prior=False, _STAND_INS=False),
+    "w1_trend": prior_study.samn(_STAND_INS=False),
+    "no_prior": prior_study.samn(use_prior=False),
+    "w1": prior_study.samn(),
+}
+
+
+def main(dataset, seeds):
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    results = {}
+    for ir in (100, 50, 10):
+        for seed in seeds:
+            X, y, X_val, y_val, E = prior_study.split(dataset, ir, seed)
+            for name, fit in VARIANTS.items():
+                start = time.perf_counter()
+                predict, cap = fit(X, y, E)
+                seconds = time.perf_counter() - start
+                score = 100 * balanced_accuracy_score(y_val, predict(X_val))
+                results.setdefault(name, []).append((ir, score, cap, seconds))
+                print(f"{dataset} IF{ir} seed{seed} {name}: {score:.2f} cap {cap:.1f} "
+                      f"{seconds:.1f}s", flush=True)
+    for name, rows in results.items():
+        per_ir = " ".join(f"IF{ir} {np.mean([r[1] for r in rows if r[0] == ir]):.2f}"
+                          for ir in (100, 50, 10))
+        print("SUMMARY", dataset, name, f"mean {np.mean([r[1] for r in rows]):.2f}", per_ir,
+              f"fit {np.mean([r[3] for r in rows]):.1f}s", [round(r[2], 1) for r in rows])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], [int(s) for s in sys.argv[2].split(",")])
