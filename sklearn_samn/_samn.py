@@ -19,7 +19,13 @@ from sklearn.utils.validation import (
 )
 
 from ._device import check_device_string
-from ._prior import centred, check_class_embeddings, prior_offset_counts, prior_weight
+from ._prior import (
+    centred,
+    check_class_embeddings,
+    prior_offset_counts,
+    prior_weight,
+    warn_if_elsewhere,
+)
 from ._validation import (
     check_sliceable_array,
     class_counts_array,
@@ -445,6 +451,8 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
             shift, scale = np.zeros(n_features), 1.0
         max_norm = self._resolved_max_norm()
         if prior is not None:
+            if self.variant == "invariant":
+                warn_if_elsewhere(prior[0], shift, scale, classes)
             prior = (centred(prior[0], shift), prior[1])
 
         warm = init is None and self.warm_start and hasattr(self, "coef_")

@@ -197,6 +197,23 @@ def test_named_columns_are_matched_to_the_features_of_X():
                             class_embeddings=wrong).fit(X_df, y)
 
 
+def test_embeddings_outside_the_space_of_X_are_warned_about():
+    """Embeddings that missed a transformation of X (a scaler in a plain
+    Pipeline) make a warning that names the fix; sent through the same steps
+    by ClassPriorPipeline, or given in the space of X, they make none."""
+    X, y, _, _, names = tail_problem()
+    X_raw, names_raw = 10 * X + 3, 10 * names + 3  # an encoder's rows, unscaled
+    head = dict(max_norm=8.0, device="cpu", random_state=0)
+    with pytest.warns(UserWarning, match="may not be in the space of X.*ClassPriorPipeline"):
+        make_pipeline(StandardScaler(), SAMNClassifier(class_embeddings=names_raw, **head)
+                      ).fit(X_raw, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_prior_pipeline(StandardScaler(), SAMNClassifier(**head),
+                            class_embeddings=names_raw).fit(X_raw, y)
+        SAMNClassifier(class_embeddings=names_raw, **head).fit(X_raw, y)
+
+
 def test_read_only_embeddings_fit_without_a_warning():
     X, y, _, _, names = tail_problem()
     names.setflags(write=False)
