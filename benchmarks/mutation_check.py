@@ -153,6 +153,33 @@ MUTANTS = [
         tests=("tests/test_lbfgs.py",),
     ),
     Mutant(
+        name="stand-ins-keep-every-row",
+        what="stand-ins keep all their training rows: they no longer show how a class "
+             "with one sample fares",
+        path="sklearn_samn/_lbfgs.py",
+        old="        weight[train[train != keep]] = 0.0\n",
+        new="        pass\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
+        name="stand-ins-by-label",
+        what="stand-in classes chosen in the order of their labels, not of a row "
+             "permutation: renaming classes changes the folds",
+        path="sklearn_samn/_lbfgs.py",
+        old="    return int(np.sum(counts == 1)), candidates[np.argsort(first[candidates])], row_rank\n",
+        new="    return int(np.sum(counts == 1)), candidates, row_rank\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
+        name="stand-ins-count-once",
+        what="the stand-ins count as one class in the score, not as the n_single "
+             "classes they stand for",
+        path="sklearn_samn/_selection.py",
+        old="        return float((real.sum() + n_single * recall[stand_in].mean())\n",
+        new="        return float((real.sum() + recall[stand_in].mean())\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
         name="armijo-only",
         what="the line search drops the approximate Wolfe condition: only the Armijo "
              "test accepts a step, also when values are within float32 rounding",

@@ -110,13 +110,18 @@ VARIANTS = {
     "w2": samn(weight=2.0),
     "w1_adam": samn(solver="adam"),
     "lr_trick": lr_trick(),
-    "w1_no_credit": samn(_CREDIT_UNSCORED=False),
+    "w1_no_credit": samn(_CREDIT_UNSCORED=False, _STAND_INS=False),
     **{f"{name}_start_{start}": samn(_FINAL_START=start, **options)
        for name, options in (("no_prior", {"use_prior": False}), ("w1", {}))
        for start in ("folds", "class_means")},
-    "w1_credit_rarest": samn(_CREDIT_RULE="rarest"),
-    "no_prior_credit_rarest": samn(use_prior=False, _CREDIT_RULE="rarest"),
-    "no_prior_no_credit": samn(use_prior=False, _CREDIT_UNSCORED=False),
+    "w1_credit_rarest": samn(_CREDIT_RULE="rarest", _STAND_INS=False),
+    "no_prior_credit_rarest": samn(use_prior=False, _CREDIT_RULE="rarest",
+                                     _STAND_INS=False),
+    "no_prior_no_credit": samn(use_prior=False, _CREDIT_UNSCORED=False,
+                                 _STAND_INS=False),
+    # The trend credit instead of stand-ins (the rule before).
+    "w1_trend": samn(_STAND_INS=False),
+    "no_prior_trend": samn(use_prior=False, _STAND_INS=False),
     **{f"w1_cap{cap:g}": samn(max_norm=cap) for cap in (4.0, 5.66, 8.0, 11.3, 16.0, 22.6)},
 }
 
@@ -293,10 +298,12 @@ def main():
         "default (pseudo-row weight 1); `w0.5`/`w2` = weight halved/doubled; "
         "`w1_offset_with_prior` = the pseudo-rows counted in the logit offset; "
         "`w1_centred` = embeddings re-centred on the mean of X; `w1_adam` = "
-        "solver='adam'; `w1_no_credit` = singletons not credited in the CV score; "
-        "`no_prior_no_credit` = the same without the prior; `w1_credit_rarest` / "
-        "`no_prior_credit_rarest` = singletons credited with the recall of the rarest "
-        "held-out classes (the rule before) instead of the trend; "
+        "solver='adam'; `w1_trend` / `no_prior_trend` = singletons credited with the "
+        "trend of the held-out classes' recall against training count instead of "
+        "scoring stand-ins (the rule before); `w1_no_credit` = singletons not counted "
+        "in the CV score; `no_prior_no_credit` = the same without the prior; "
+        "`w1_credit_rarest` / `no_prior_credit_rarest` = singletons credited with the "
+        "recall of the rarest held-out classes (the rule before the trend); "
         "`<no_prior|w1>_start_folds` / `_start_class_means` = the final fit always starts "
         "from the folds' mean head / from the class means at the chosen cap (the default "
         "starts from the one of lower training loss); `w1_cap<r>` = a fixed cap r "

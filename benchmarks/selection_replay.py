@@ -152,16 +152,28 @@ def criterion(step, measure="accuracy", credit="trend"):
     """Score of one cap: the class-balanced mean of ``measure`` (higher is
     better), singletons credited with ``credit`` (``None``: not counted)."""
     y, logits, weight, unscored = step
+    stand_ins = unscored is not None and unscored[0] == "stand_ins"
+    # A stand-in's rows carry the label n_classes * (1 + fold) + class.
+    truth = np.where(y >= unscored[2], y % unscored[2], y) if stand_ins else y
     if measure == "accuracy":
-        values = (logits.argmax(axis=1) == y).astype(float)
+        values = (logits.argmax(axis=1) == truth).astype(float)
     else:
         log_p = log_softmax(logits.astype(np.float64), axis=1)
         if measure == "log_likelihood":
-            values = log_p[np.arange(len(y)), y]
+            values = log_p[np.arange(len(y)), truth]
         else:  # minus the Brier score
             p = np.exp(log_p)
-            values = 2 * p[np.arange(len(y)), y] - (p * p).sum(axis=1) - 1
+            values = 2 * p[np.arange(len(y)), truth] - (p * p).sum(axis=1) - 1
     classes, recall = _per_class(y, values, weight)
+    if stand_ins:
+        # The one-sample classes count with the stand-ins' mean (every credit
+        # rule below extrapolates a trend that stand-ins replace).
+        _, n_single, n_classes = unscored
+        virtual = classes >= n_classes
+        if credit is None:
+            return recall[~virtual].mean()
+        return ((recall[~virtual].sum() + n_single * recall[virtual].mean())
+                / ((~virtual).sum() + n_single))
     if credit is None or unscored is None or unscored[0] == 0:
         return recall.mean()
     n_unscored, log_train, log_unscored = unscored

@@ -30,6 +30,9 @@ _SINGLE_SPLIT_ABOVE = 10_000
 # Whether classes that cannot be held out count in the cross-validation score
 # (benchmarks/selection_study.py compares both).
 _CREDIT_UNSCORED = True
+# Whether the CV scores stand-ins for the classes with one sample (see
+# _make_stand_ins) instead of crediting them with the trend of the others.
+_STAND_INS = True
 _MAX_BACKTRACKS = 30
 # Longest extrapolation of a first step along the gradient, as a multiple of
 # the step already accepted.
@@ -503,6 +506,9 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
 
     fold_of = long_tail_folds(y, sample_weight, n_folds, random_state)
     folds = []
+    n_single, stand_in_order, row_rank = _stand_in_order(
+        y, sample_weight, n_folds, len(class_count), random_state
+    ) if _STAND_INS else (0, None, None)
     # Above this many samples one held-out fold is a precise enough score and
     # the other folds would multiply the cost: scikit-learn's
     # HistGradientBoosting switches to a single validation split at the same
@@ -512,13 +518,25 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
         if held_out.shape[0] == 0:
             continue
         weight = sample_weight * (fold_of != k)
+        counts_k, virtual = class_count, None
+        per_fold = -(-n_single // n_folds)
+        chosen = stand_in_order[k * per_fold:(k + 1) * per_fold] if n_single else []
+        if len(chosen):
+            virtual = _make_stand_ins(y, sample_weight, weight, chosen, row_rank,
+                                      first_label=len(class_count) * (1 + k))
+            # They rank with the rarest classes in the order of the norms.
+            counts_k = class_count.copy()
+            counts_k[chosen] = class_count[np.bincount(
+                y[sample_weight > 0], minlength=len(class_count)) > 0].min()
+            held_out = np.union1d(held_out, np.flatnonzero(virtual >= 0))
         state = _at_norm(initial_state(weight), variant, MAX_NORM_GRID[0])
         folds.append({
-            "head": build_head(variant, state, class_count, max_norm=MAX_NORM_GRID[0],
+            "head": build_head(variant, state, counts_k, max_norm=MAX_NORM_GRID[0],
                                device=device),
-            "objective": objective(np.flatnonzero(fold_of != k), weight),
+            "objective": objective(np.flatnonzero(weight > 0), weight),
             "held_out": held_out,
             "held_out_rows": BlockRows(len(y), block, device, held_out),
+            "virtual": None if virtual is None else virtual[held_out],
             "states": {},
         })
     if not folds:
@@ -538,7 +556,13 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
         fold["states"][max_norm] = head_state(fold["head"])
         pred = fold["objective"].predict(fold["head"], fold["held_out_rows"])
         rows = fold["held_out"]
-        return y[rows], pred, sample_weight[rows]
+        labels = y[rows]
+        if fold["virtual"] is not None:
+            stand_in = fold["virtual"] >= 0
+            hit = pred == labels
+            labels = np.where(stand_in, fold["virtual"], labels)
+            pred = np.where(stand_in & hit, labels, np.where(stand_in, -1, pred))
+        return labels, pred, sample_weight[rows]
 
     def forget(max_norm):
         for fold in folds:
@@ -551,6 +575,8 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
 
     unscored = _unscored_classes(y, sample_weight, fold_of, folds, len(class_count)) \
         if _CREDIT_UNSCORED else None
+    if any(fold["virtual"] is not None for fold in folds):
+        unscored = ("stand_ins", n_single, len(class_count))
     best, tried, scores = select_max_norm(
         folds, evaluate, unscored=unscored, forget=forget, report=report
     )
@@ -567,6 +593,49 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
     results = {"max_norm": np.array(tried), "balanced_accuracy": np.array(scores),
                "n_iter": np.array([n_iter[cap] for cap in tried])}
     return best, start, results
+
+
+def _stand_in_order(y, sample_weight, n_folds, n_classes, random_state):
+    """The classes that can stand in for the classes with one sample.
+
+    Returns ``(n_single, order, row_rank)``: how many classes have a single
+    sample (of positive weight), the classes with more than ``n_folds`` samples
+    (so that they are still scored as themselves in the other folds) in the
+    order of their first row in a random permutation of the rows, and each
+    row's rank in that permutation. Drawn over rows, not labels: renaming the
+    classes changes nothing.
+    """
+    counts = np.bincount(y[sample_weight > 0], minlength=n_classes)
+    row_rank = random_state.permutation(y.shape[0])
+    first = np.full(n_classes, y.shape[0])
+    np.minimum.at(first, y[sample_weight > 0], row_rank[sample_weight > 0])
+    candidates = np.flatnonzero(counts > n_folds)
+    return int(np.sum(counts == 1)), candidates[np.argsort(first[candidates])], row_rank
+
+
+def _make_stand_ins(y, sample_weight, weight, classes, row_rank, first_label):
+    """Make ``classes`` stand-ins for one-sample classes in one fold.
+
+    Each keeps its first training row (in the order of ``row_rank``); its
+    other training rows leave the fold's training part (``weight``, changed in
+    place). The CV cannot hold out a class with one sample, but it can see how
+    a class fares with one: every row of a stand-in but the kept one is
+    scored, under the label ``first_label + c``.
+
+    Returns
+    -------
+    label : ndarray of shape (n_samples,)
+        The stand-in label of each row, ``-1`` for rows of other classes and
+        for the kept rows.
+    """
+    label = np.full(y.shape[0], -1)
+    for c in classes:
+        train = np.flatnonzero((y == c) & (weight > 0))
+        keep = train[np.argmin(row_rank[train])]
+        weight[train[train != keep]] = 0.0
+        rows = np.flatnonzero((y == c) & (sample_weight > 0))
+        label[rows[rows != keep]] = first_label + c
+    return label
 
 
 def _unscored_classes(y, sample_weight, fold_of, folds, n_classes):

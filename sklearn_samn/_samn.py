@@ -134,9 +134,9 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         Number of folds of the internal cross-validation of
         ``max_norm="auto"``. Every class spreads its samples over the folds;
         a class with a single sample is never held out (it could not be
-        learnt from the rest); it counts in the score, credited with the
-        value at one sample of the least-squares line of the held-out
-        classes' recall against the log of their training counts. Above
+        learnt from the rest); it counts in the score with the recall of
+        stand-ins: in each fold a few frequent classes keep one training row,
+        and their other rows are scored. Above
         10,000 samples only the first fold is held out (a single validation
         split of ``1 / cv`` of every class), as scikit-learn's gradient
         boosting switches to a validation split at that size.

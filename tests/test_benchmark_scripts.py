@@ -147,6 +147,17 @@ def test_selection_replay_scores_like_the_package():
         assert np.isclose(selection_replay.criterion(step), expected, rtol=0, atol=1e-12)
         assert np.isclose(selection_replay.criterion(step, credit=None),
                           balanced_accuracy(y, logits.argmax(axis=1), weight), atol=1e-12)
+    # With stand-ins (labels from n_classes on, n_classes * (1 + fold) + class):
+    # the same score as the package's, from the logits.
+    y = rng.integers(0, n_classes, size=300)
+    logits = rng.normal(size=(300, n_classes)) + 2 * np.eye(n_classes)[y]
+    virtual = np.where(np.arange(300) < 40, n_classes * 2 + y, y)
+    pred = np.where((virtual >= n_classes) & (logits.argmax(axis=1) == y), virtual,
+                    np.where(virtual >= n_classes, -1, logits.argmax(axis=1)))
+    weight = rng.uniform(0.5, 2.0, size=300)
+    unscored = ("stand_ins", 5, n_classes)
+    assert np.isclose(selection_replay.criterion((virtual, logits, weight, unscored)),
+                      balanced_accuracy(virtual, pred, weight, unscored), atol=1e-12)
     # The walk stops after `patience` caps that do not beat the best, ties to the smaller.
     assert selection_replay.walk([0.5, 0.7, 0.7, 0.6, 0.6, 0.9], patience=3) == 1
     assert selection_replay.walk([0.5, 0.7, 0.7, 0.6, 0.6, 0.9], patience=4) == 5

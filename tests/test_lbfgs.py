@@ -502,3 +502,62 @@ def test_final_fit_after_a_single_split_starts_from_the_lower_objective(
     assert len(values) == 2 and chosen == pytest.approx(min(values), rel=1e-6)
     # The fit ends no higher than where it started.
     assert clf.loss_curve_[-1] <= chosen * (1 + 1e-6)
+
+
+# Stand-ins for the classes with one sample --------------------------------------
+
+
+def test_stand_ins_keep_one_training_row_and_score_the_others():
+    y = np.repeat(np.arange(4), [12, 7, 2, 1])
+    sample_weight = np.ones(len(y))
+    sample_weight[3] = 0.0  # a row of class 0 that does not count
+    n_single, order, rank = _lbfgs._stand_in_order(y, sample_weight, 5, 4,
+                                                   np.random.RandomState(0))
+    # One class with one sample; classes 0 and 1 have more than 5 samples.
+    assert n_single == 1 and sorted(order.tolist()) == [0, 1]
+    fold_of = long_tail_folds(y, sample_weight, 5, np.random.RandomState(0))
+    before = sample_weight * (fold_of != 0)
+    weight = before.copy()
+    label = _lbfgs._make_stand_ins(y, sample_weight, weight, [1], rank, first_label=8)
+    kept = np.flatnonzero((y == 1) & (weight > 0))
+    assert kept.shape == (1,)
+    assert rank[kept[0]] == rank[(y == 1) & (before > 0)].min()
+    # Every other row of the class is scored as a stand-in, held out or not.
+    np.testing.assert_array_equal(np.flatnonzero(label == 9),
+                                  np.setdiff1d(np.flatnonzero(y == 1), kept))
+    assert np.all(label[y != 1] == -1)
+    np.testing.assert_array_equal(weight[y != 1], before[y != 1])
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.permutations(range(6)), st.integers(0, 5))
+def test_stand_ins_do_not_depend_on_the_names_of_the_classes(perm, seed):
+    perm = np.asarray(perm)
+    y = np.repeat(np.arange(6), [14, 9, 8, 7, 1, 1])
+    weight = np.ones(len(y))
+    a = _lbfgs._stand_in_order(y, weight, 5, 6, np.random.RandomState(seed))
+    b = _lbfgs._stand_in_order(perm[y], weight, 5, 6, np.random.RandomState(seed))
+    assert a[0] == b[0] == 2
+    np.testing.assert_array_equal(perm[a[1]], b[1])
+    np.testing.assert_array_equal(a[2], b[2])
+
+
+def test_balanced_accuracy_counts_stand_ins_as_the_one_sample_classes():
+    # Classes 0 and 1 scored as themselves; labels 5 and 6 (n_classes = 4 and
+    # up) are stand-ins, for three classes with one sample.
+    y = np.array([0, 0, 1, 1, 5, 5, 5, 6])
+    pred = np.array([0, 1, 1, 1, 5, 5, -1, -1])
+    got = balanced_accuracy(y, pred, np.ones(8), ("stand_ins", 3, 4))
+    stand_in_recall = (2 / 3 + 0) / 2
+    assert got == pytest.approx((1 / 2 + 1 + 3 * stand_in_recall) / (2 + 3))
+
+
+def test_the_trend_credit_stays_available(monkeypatch):
+    X, y = make_long_tailed_blobs(counts=(60, 30, 12, 6, 1, 1), n_features=6, seed=0)
+    monkeypatch.setattr(_lbfgs, "_STAND_INS", False)
+    trend = SAMNClassifier(device="cpu", random_state=0).fit(X, y)
+    monkeypatch.setattr(_lbfgs, "_STAND_INS", True)
+    stand_ins = SAMNClassifier(device="cpu", random_state=0).fit(X, y)
+    assert len(stand_ins.cv_results_["max_norm"]) >= 1
+    assert not np.allclose(trend.cv_results_["balanced_accuracy"][0],
+                           stand_ins.cv_results_["balanced_accuracy"][0])
