@@ -5,9 +5,11 @@
 For BANKING77-LT and HWU64-LT at IF 100/50/10 and each seed: the out-of-fold balanced
 accuracy of every cap of the grid (``_selection.MAX_NORM_GRID``, the whole path, no
 early stop) with 3 and 5 folds, with classes that cannot be held out (one sample)
-credited by the trend of recall against training weight (the default,
-``_selection.credit``), credited with the recall of the rarest held-out classes
-(the rule before), and left out, and the test balanced accuracy of a final fit at every
+scored by stand-ins (the default: frequent classes that keep one training row in a
+fold, ``_lbfgs._make_stand_ins``), credited by the trend of recall against training
+weight (the rule before, ``_selection.credit``), credited with the recall of the
+rarest held-out classes (the rule before that), and left out, and the test balanced
+accuracy of a final fit at every
 cap (``SAMNClassifier(max_norm=cap)``). From these curves it reports, per rule, the
 test accuracy of the cap the rule picks: the default (best out-of-fold score, path
 stopped after three caps without improvement), the same without the early stop, each
@@ -50,14 +52,18 @@ def curves(X, y, X_test, y_test, seed, folds):
     _selection._PATIENCE = len(grid) + 1  # the whole path
     try:
         for k in folds:
-            for key, credit, rule in ((f"cv{k}", True, "trend"),
-                                      (f"cv{k} rarest credit", True, "rarest"),
-                                      (f"cv{k} scored only", False, "trend")):
+            for key, stand_ins, credit, rule in (
+                    (f"cv{k}", True, True, "trend"),
+                    (f"cv{k} trend credit", False, True, "trend"),
+                    (f"cv{k} rarest credit", False, True, "rarest"),
+                    (f"cv{k} scored only", False, False, "trend")):
+                _lbfgs._STAND_INS = stand_ins
                 _lbfgs._CREDIT_UNSCORED, _selection._CREDIT_RULE = credit, rule
                 clf = SAMNClassifier(device="cpu", random_state=seed, cv=k).fit(X, y)
                 out[key] = clf.cv_results_["balanced_accuracy"].tolist()
     finally:
         _selection._PATIENCE = patience
+        _lbfgs._STAND_INS = True
         _lbfgs._CREDIT_UNSCORED, _selection._CREDIT_RULE = True, "trend"
     out["test"] = [
         balanced_accuracy_score(
@@ -86,7 +92,9 @@ def report(rows, folds, seeds, elapsed):
     grid = _selection.MAX_NORM_GRID
     rules = {}
     for k in folds:
-        for key, what in ((f"cv{k}", "single-sample classes credited by the trend"),
+        for key, what in ((f"cv{k}", "single-sample classes scored by stand-ins"),
+                          (f"cv{k} trend credit",
+                           "single-sample classes credited by the trend"),
                           (f"cv{k} rarest credit",
                            "single-sample classes credited as the rarest held out"),
                           (f"cv{k} scored only", "held-out classes only")):
