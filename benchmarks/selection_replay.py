@@ -5,7 +5,10 @@ with or without the class-name prior, on the splits of ``prior_study.py``:
 
 1. the default fit is run with the path walked to the end of the grid (no
    early stop), and every cap's out-of-fold scores (the head's balanced
-   logits), labels, weights and singleton bookkeeping are recorded;
+   logits), labels, weights and singleton bookkeeping are recorded; then again
+   with the classes of one sample credited by the trend instead of scored
+   through stand-ins (``_lbfgs._STAND_INS = False``, the rule before), whose
+   path the ``credit: ...`` rules read;
 2. one fit per cap of the grid, at that fixed cap, is scored on the
    validation rows drawn from the training pool (the test split is not read).
 
@@ -91,20 +94,26 @@ def record(dataset, seed, imbalance=prior_study.IMBALANCE):
         for prior in (False, True):
             params = dict(device="cpu", random_state=0,
                           class_embeddings=E if prior else None)
-            path = []
+            path, path_trend = [], []
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 real = SAMNClassifier(**params).fit(X, y)
                 with _recording(path):
                     SAMNClassifier(**params).fit(X, y)
+                lbfgs_module._STAND_INS = False
+                try:
+                    with _recording(path_trend):
+                        SAMNClassifier(**params).fit(X, y)
+                finally:
+                    lbfgs_module._STAND_INS = True
                 fixed = [
                     balanced_accuracy_score(
                         y_val, SAMNClassifier(max_norm=cap, **params).fit(X, y).predict(X_val))
                     for cap in GRID
                 ]
-            assert len(path) == len(GRID)
+            assert len(path) == len(path_trend) == len(GRID)
             cases.append(dict(dataset=dataset, seed=seed, imbalance=ir, prior=prior,
-                              path=path, fixed=np.array(fixed),
+                              path=path, path_trend=path_trend, fixed=np.array(fixed),
                               real_default=balanced_accuracy_score(y_val, real.predict(X_val)),
                               real_cap=real.max_norm_))
             print(f"{dataset} IF{ir} seed{seed} prior={prior}: recorded",
@@ -189,9 +198,24 @@ def _smoothed(scores):
     return np.convolve(padded, np.ones(3) / 3, mode="valid")
 
 
+# Rules on the default's path (stand-ins for the classes with one sample).
 RULES = {
-    "default (trend credit, patience 3)": lambda s: walk([criterion(x) for x in s]),
-    "no credit": lambda s: walk([criterion(x, credit=None) for x in s]),
+    "default (stand-ins, patience 3)": lambda s: walk([criterion(x) for x in s]),
+    "no credit (stand-ins left out)": lambda s: walk([criterion(x, credit=None) for x in s]),
+    "patience 1": lambda s: walk([criterion(x) for x in s], 1),
+    "patience 2": lambda s: walk([criterion(x) for x in s], 2),
+    "patience 4": lambda s: walk([criterion(x) for x in s], 4),
+    "whole grid, best": lambda s: int(np.argmax([criterion(x) for x in s])),
+    "3-cap moving average": lambda s: walk(_smoothed(np.array([criterion(x) for x in s]))),
+    "balanced log-likelihood (stand-ins)": lambda s: int(np.argmax(
+        [criterion(x, "log_likelihood") for x in s])),
+    "balanced Brier (stand-ins)": lambda s: int(np.argmax(
+        [criterion(x, "brier") for x in s])),
+}
+# Rules on the path without stand-ins, the classes with one sample credited
+# from the held-out classes' recall.
+TREND_RULES = {
+    "credit: trend (the rule before)": lambda s: walk([criterion(x) for x in s]),
     "credit: rarest held-out classes": lambda s: walk([criterion(x, credit="rarest") for x in s]),
     "credit: trend of the rarer half": lambda s: walk(
         [criterion(x, credit="trend_rarer_half") for x in s]),
@@ -199,15 +223,6 @@ RULES = {
         [criterion(x, credit="trend_held_weighted") for x in s]),
     "credit: quadratic in log count": lambda s: walk(
         [criterion(x, credit="quadratic") for x in s]),
-    "patience 1": lambda s: walk([criterion(x) for x in s], 1),
-    "patience 2": lambda s: walk([criterion(x) for x in s], 2),
-    "patience 4": lambda s: walk([criterion(x) for x in s], 4),
-    "whole grid, best": lambda s: int(np.argmax([criterion(x) for x in s])),
-    "3-cap moving average": lambda s: walk(_smoothed(np.array([criterion(x) for x in s]))),
-    "balanced log-likelihood (trend credit)": lambda s: int(np.argmax(
-        [criterion(x, "log_likelihood") for x in s])),
-    "balanced Brier (trend credit)": lambda s: int(np.argmax(
-        [criterion(x, "brier") for x in s])),
 }
 
 
@@ -228,6 +243,8 @@ def replay(cases, seeds):
 
     picks = {name: lambda c, rule=rule: c["fixed"][rule(c["path"])]
              for name, rule in RULES.items()}
+    picks.update({name: lambda c, rule=rule: c["fixed"][rule(c["path_trend"])]
+                  for name, rule in TREND_RULES.items()})
     picks["default (real fit)"] = lambda c: c["real_default"]
     picks["oracle (best cap per split, hindsight)"] = lambda c: c["fixed"].max()
     for k, cap in enumerate(GRID):
@@ -272,9 +289,11 @@ def main():
         "all seeds, then (first half of the seeds / the rest). A rule sees only the "
         "recorded cross-validation path of the default fit (every cap of the grid); "
         "its cap is scored by the fit at that fixed cap.",
-        "- `default (trend credit, patience 3)` is the package's rule; "
-        "`credit: ...` change how the classes with one sample (never held out) are "
-        "credited; `patience k` and `whole grid` change when the path stops; "
+        "- `default (stand-ins, patience 3)` is the package's rule; `no credit` leaves "
+        "the stand-ins (and so the classes with one sample) out of the score; "
+        "`credit: ...` read a second path, recorded without stand-ins, and credit the "
+        "classes with one sample (never held out) from the held-out classes' recall "
+        "(`credit: trend` is the rule before the stand-ins); `patience k` and `whole grid` change when the path stops; "
         "`balanced log-likelihood` / `Brier` choose the cap with the best class-balanced "
         "out-of-fold log-likelihood / Brier score of the head's balanced probabilities, "
         "instead of its balanced accuracy. `oracle` and `fixed cap` are not rules: the "
