@@ -180,6 +180,15 @@ MUTANTS = [
         tests=("tests/test_lbfgs.py",),
     ),
     Mutant(
+        name="stand-ins-keep-their-count",
+        what="the stand-ins keep their own count in the fold's norm order, not the "
+             "rarest class's",
+        path="sklearn_samn/_lbfgs.py",
+        old="            counts_k[chosen] = class_count[np.bincount(\n",
+        new="            counts_k[chosen] = counts_k[chosen] + 0 * class_count[np.bincount(\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
         name="armijo-only",
         what="the line search drops the approximate Wolfe condition: only the Armijo "
              "test accepts a step, also when values are within float32 rounding",

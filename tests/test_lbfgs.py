@@ -561,3 +561,51 @@ def test_the_trend_credit_stays_available(monkeypatch):
     assert len(stand_ins.cv_results_["max_norm"]) >= 1
     assert not np.allclose(trend.cv_results_["balanced_accuracy"][0],
                            stand_ins.cv_results_["balanced_accuracy"][0])
+
+
+def test_stand_ins_rank_with_the_rarest_classes_in_the_norm_order(monkeypatch):
+    from sklearn_samn import _training
+
+    X, y = make_long_tailed_blobs(counts=(60, 30, 12, 8, 1, 1), n_features=6, seed=0)
+    true = np.bincount(y).astype(float)
+    seen = []
+    build = _training.build_head
+
+    def spy(variant, state, counts, *args, **kwargs):
+        seen.append(np.asarray(counts, dtype=float).copy())
+        return build(variant, state, counts, *args, **kwargs)
+
+    monkeypatch.setattr(_training, "build_head", spy)
+    SAMNClassifier(device="cpu", random_state=0, max_iter=5).fit(X, y)
+    # Two one-sample classes: ceil(2 / 5) = 1 stand-in a fold, while the four
+    # classes with more than five samples last (so four folds), each counted as
+    # the rarest (1) in its fold's order, a different class each time.
+    changed = [counts for counts in seen if not np.array_equal(counts, true)]
+    assert len(changed) == 4
+    stand_ins = []
+    for counts in changed:
+        (c,) = np.flatnonzero(counts != true)
+        assert counts[c] == 1 and true[c] > 5
+        stand_ins.append(c)
+    assert sorted(stand_ins) == [0, 1, 2, 3]
+
+
+def test_a_single_validation_split_scores_its_share_of_stand_ins(monkeypatch):
+    X, y = make_long_tailed_blobs(counts=(60, 30, 20, 12, 8, 1, 1, 1, 1, 1, 1),
+                                  n_features=6, seed=0)
+    monkeypatch.setattr(_lbfgs, "_SINGLE_SPLIT_ABOVE", len(y) - 1)
+    calls = []
+    score = _selection.balanced_accuracy
+
+    def spy(labels, pred, sample_weight, unscored=None):
+        calls.append((np.unique(labels), unscored))
+        return score(labels, pred, sample_weight, unscored)
+
+    monkeypatch.setattr(_selection, "balanced_accuracy", spy)
+    clf = SAMNClassifier(device="cpu", random_state=0, max_iter=5).fit(X, y)
+    assert len(calls) == len(clf.cv_results_["max_norm"])
+    for labels, unscored in calls:
+        # Six one-sample classes, one split of five folds: ceil(6 / 5) = 2
+        # stand-ins, still counted as six classes.
+        assert unscored == ("stand_ins", 6, 11)
+        assert np.sum(labels >= 11) == 2
