@@ -175,8 +175,8 @@ MUTANTS = [
         what="the stand-ins count as one class in the score, not as the n_single "
              "classes they stand for",
         path="sklearn_samn/_selection.py",
-        old="        return float((real.sum() + n_single * recall[stand_in].mean())\n",
-        new="        return float((real.sum() + recall[stand_in].mean())\n",
+        old="    return float((real.sum() + n_single * recall[stand_in].mean())\n",
+        new="    return float((real.sum() + recall[stand_in].mean())\n",
         tests=("tests/test_lbfgs.py",),
     ),
     Mutant(
@@ -184,8 +184,8 @@ MUTANTS = [
         what="the stand-ins keep their own count in the fold's norm order, not the "
              "rarest class's",
         path="sklearn_samn/_lbfgs.py",
-        old="            counts_k[chosen] = class_count[np.bincount(\n",
-        new="            counts_k[chosen] = counts_k[chosen] + 0 * class_count[np.bincount(\n",
+        old="            counts_k[chosen] = rarest\n",
+        new="            counts_k[chosen] = class_count[chosen]\n",
         tests=("tests/test_lbfgs.py",),
     ),
     Mutant(

@@ -175,14 +175,11 @@ def criterion(step, measure="accuracy", credit="trend"):
             values = 2 * p[np.arange(len(y)), truth] - (p * p).sum(axis=1) - 1
     classes, recall = _per_class(y, values, weight)
     if stand_ins:
-        # The one-sample classes count with the stand-ins' mean (every credit
-        # rule below extrapolates a trend that stand-ins replace).
-        _, n_single, n_classes = unscored
-        virtual = classes >= n_classes
+        # The one-sample classes count with the stand-ins' mean, as in the
+        # package (the credit rules apply to the path without stand-ins).
         if credit is None:
-            return recall[~virtual].mean()
-        return ((recall[~virtual].sum() + n_single * recall[virtual].mean())
-                / ((~virtual).sum() + n_single))
+            return recall[classes < unscored[2]].mean()
+        return selection_module.with_stand_ins(classes, recall, *unscored[1:])
     if credit is None or unscored is None or unscored[0] == 0:
         return recall.mean()
     n_unscored, log_train, log_unscored = unscored

@@ -509,6 +509,11 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
     n_single, stand_in_order, row_rank = _stand_in_order(
         y, sample_weight, n_folds, len(class_count), random_state
     ) if _STAND_INS else (0, None, None)
+    if n_single:
+        per_fold = -(-n_single // n_folds)
+        # Stand-ins rank with the rarest classes in the order of the norms.
+        rarest = class_count[np.bincount(
+            y[sample_weight > 0], minlength=len(class_count)) > 0].min()
     # Above this many samples one held-out fold is a precise enough score and
     # the other folds would multiply the cost: scikit-learn's
     # HistGradientBoosting switches to a single validation split at the same
@@ -519,15 +524,12 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
             continue
         weight = sample_weight * (fold_of != k)
         counts_k, virtual = class_count, None
-        per_fold = -(-n_single // n_folds)
         chosen = stand_in_order[k * per_fold:(k + 1) * per_fold] if n_single else []
         if len(chosen):
             virtual = _make_stand_ins(y, sample_weight, weight, chosen, row_rank,
                                       first_label=len(class_count) * (1 + k))
-            # They rank with the rarest classes in the order of the norms.
             counts_k = class_count.copy()
-            counts_k[chosen] = class_count[np.bincount(
-                y[sample_weight > 0], minlength=len(class_count)) > 0].min()
+            counts_k[chosen] = rarest
             held_out = np.union1d(held_out, np.flatnonzero(virtual >= 0))
         state = _at_norm(initial_state(weight), variant, MAX_NORM_GRID[0])
         folds.append({
@@ -573,10 +575,12 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
             _say(f"max_norm {max_norm:.3g}: out-of-fold balanced accuracy "
                  f"{score:.4f} ({n_iter[max_norm]} L-BFGS iterations over the folds)")
 
-    unscored = _unscored_classes(y, sample_weight, fold_of, folds, len(class_count)) \
-        if _CREDIT_UNSCORED else None
     if any(fold["virtual"] is not None for fold in folds):
         unscored = ("stand_ins", n_single, len(class_count))
+    elif _CREDIT_UNSCORED:
+        unscored = _unscored_classes(y, sample_weight, fold_of, folds, len(class_count))
+    else:
+        unscored = None
     best, tried, scores = select_max_norm(
         folds, evaluate, unscored=unscored, forget=forget, report=report
     )

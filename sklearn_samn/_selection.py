@@ -84,18 +84,22 @@ def balanced_accuracy(y, pred, sample_weight, unscored=None):
     present = totals > 0
     recall = hits[present] / totals[present]
     if unscored is not None and unscored[0] == "stand_ins":
-        # Labels from n_classes on are stand-ins for the n_single classes with
-        # one sample: they count as those classes, with their mean recall.
-        _, n_single, n_classes = unscored
-        stand_in = classes[present] >= n_classes
-        real = recall[~stand_in]
-        return float((real.sum() + n_single * recall[stand_in].mean())
-                     / (real.shape[0] + n_single))
+        return with_stand_ins(classes[present], recall, *unscored[1:])
     if unscored is None or unscored[0] == 0:
         return float(np.mean(recall))
     n_unscored, log_train, log_unscored = unscored
     guess = credit(recall, log_train[classes[present]], log_unscored)
     return float((recall.sum() + n_unscored * guess) / (recall.shape[0] + n_unscored))
+
+
+def with_stand_ins(classes, recall, n_single, n_classes):
+    """Mean of per-class ``recall`` in which the stand-ins (labels from
+    ``n_classes`` on) count as the ``n_single`` classes with one sample, each
+    with the stand-ins' mean recall."""
+    stand_in = classes >= n_classes
+    real = recall[~stand_in]
+    return float((real.sum() + n_single * recall[stand_in].mean())
+                 / (real.shape[0] + n_single))
 
 
 def credit(recall, log_train, log_unscored):
