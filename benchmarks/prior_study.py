@@ -65,31 +65,37 @@ def few_shot(y_lt, y_val, pred):
     return float(np.mean([np.mean(pred[mask & (y_val == c)] == c) for c in few]))
 
 
-def samn(**switches):
+def fitted(X, y, E, **switches):
+    """``SAMNClassifier`` fitted on ``X, y`` with the names ``E`` (unless
+    ``use_prior=False``), the pseudo-row ``weight``, module switches (names
+    starting with ``_``) set for the fit only, and other estimator parameters."""
     params = {k: v for k, v in switches.items() if not k.startswith("_")
               and k not in ("use_prior", "weight")}
+    modules = {k: next(m for m in (prior_module, lbfgs_module, selection_module)
+                       if hasattr(m, k)) for k in switches if k.startswith("_")}
+    saved = [(modules[k], k, getattr(modules[k], k)) for k in modules]
+    saved.append((prior_module, "PRIOR_WEIGHT", prior_module.PRIOR_WEIGHT))
+    try:
+        for k, module in modules.items():
+            setattr(module, k, switches[k])
+        prior_module.PRIOR_WEIGHT = switches.get("weight", 1.0)
+        model = SAMNClassifier(
+            device="cpu", random_state=0,
+            class_embeddings=E if switches.get("use_prior", True) else None,
+            **params,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return model.fit(X, y)
+    finally:
+        for module, k, v in saved:
+            setattr(module, k, v)
 
+
+def samn(**switches):
     def fit(X, y, E):
-        modules = {k: next(m for m in (prior_module, lbfgs_module, selection_module)
-                           if hasattr(m, k)) for k in switches if k.startswith("_")}
-        saved = [(modules[k], k, getattr(modules[k], k)) for k in modules]
-        saved.append((prior_module, "PRIOR_WEIGHT", prior_module.PRIOR_WEIGHT))
-        try:
-            for k, module in modules.items():
-                setattr(module, k, switches[k])
-            prior_module.PRIOR_WEIGHT = switches.get("weight", 1.0)
-            model = SAMNClassifier(
-                device="cpu", random_state=0,
-                class_embeddings=E if switches.get("use_prior", True) else None,
-                **params,
-            )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                model.fit(X, y)
-            return model.predict, getattr(model, "max_norm_", None)
-        finally:
-            for module, k, v in saved:
-                setattr(module, k, v)
+        model = fitted(X, y, E, **switches)
+        return model.predict, getattr(model, "max_norm_", None)
     return fit
 
 

@@ -14,16 +14,12 @@ set by the data, at ``len(WEIGHTS)`` times the cost of a fit.
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import prior_study  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-
-from sklearn_samn import SAMNClassifier, _prior  # noqa: E402
 
 WEIGHTS = (0.5, 1.0, 2.0, 4.0)
 
@@ -31,17 +27,10 @@ WEIGHTS = (0.5, 1.0, 2.0, 4.0)
 def weight_by_cv(weights=WEIGHTS):
     def fit(X, y, E):
         fits = []
-        try:
-            for w in weights:
-                _prior.PRIOR_WEIGHT = w
-                model = SAMNClassifier(device="cpu", random_state=0, class_embeddings=E)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    model.fit(X, y)
-                fits.append((np.max(model.cv_results_["balanced_accuracy"]),
-                             -abs(np.log(w)), model))
-        finally:
-            _prior.PRIOR_WEIGHT = 1.0
+        for w in weights:
+            model = prior_study.fitted(X, y, E, weight=w)
+            fits.append((np.max(model.cv_results_["balanced_accuracy"]),
+                         -abs(np.log(w)), model))
         best = max(fits, key=lambda f: f[:2])[2]
         return best.predict, best.max_norm_
     return fit
