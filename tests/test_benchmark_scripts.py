@@ -228,3 +228,37 @@ def test_tail_study_name_pull_adds_the_stated_term():
         np.testing.assert_allclose(pulled_grad - plain_grad, directions.grad.numpy(),
                                    rtol=1e-4, atol=1e-6)
         assert HeadObjective.__call__ is original
+
+
+def test_default_ablation_rows_change_what_they_say():
+    """The ablation's patched rows do what their descriptions say, and leave the
+    package's functions as they found them after the fit."""
+    import pytest
+    import torch
+
+    from sklearn_samn import _samn, _training
+
+    from .conftest import make_long_tailed_blobs
+
+    ablation = benchmark_module("default_ablation")
+    values = torch.tensor([0.3, 1.0, 2.0], dtype=torch.float64)
+    counts = np.array([1, 5, 10])
+    # The package's order pools these into one block: rarer must be larger.
+    np.testing.assert_allclose(
+        _training.monotone_projection_torch(values, counts, increasing=False), [1.1] * 3)
+    np.testing.assert_allclose(ablation._free_norms(values, counts, False), values)
+    np.testing.assert_allclose(ablation._one_norm(values, counts, False), [1.1] * 3)
+    # Reversed: the more frequent class may have the larger norm, so nothing pools.
+    np.testing.assert_allclose(ablation._reversed_order(values, counts, False), values)
+    X = np.random.default_rng(0).normal(loc=3.0, size=(50, 4))
+    shift, scale = ablation._uncentred(X, np.ones(50))
+    np.testing.assert_array_equal(shift, 0.0)
+    assert scale == pytest.approx(np.sqrt(np.mean(np.sum(X ** 2, axis=1))))
+
+    saved = (_training.monotone_projection_torch, _samn._weighted_centre_and_scale)
+    X, y = make_long_tailed_blobs()
+    for row in ("free_norms", "uncentred", "cap8"):
+        predict, at_cap = ablation.fit_predict(row, X, y, None, False)
+        assert predict(X).shape == y.shape
+        assert 0.0 <= at_cap <= 1.0
+    assert (_training.monotone_projection_torch, _samn._weighted_centre_and_scale) == saved
