@@ -27,7 +27,8 @@ from sklearn.model_selection import train_test_split
 from sklearn_samn.datasets import make_long_tailed
 
 __all__ = [
-    "Stage1Problem", "banking77", "class_name_embeddings", "digits", "gaussian",
+    "Stage1Problem", "banking77", "banking77_hwu64", "class_name_embeddings", "digits",
+    "gaussian",
     "hwu64", "stage1_features",
 ]
 
@@ -105,9 +106,38 @@ def hwu64(imbalance_ratio, seed, root=HWU64_ROOT):
     return _intents_lt(root, imbalance_ratio, seed)
 
 
+def _pooled_intents():
+    """BANKING77's and HWU64's arrays side by side, HWU64's labels after BANKING77's."""
+    first = _load_intents(str(_resolve(BANKING77_ROOT)))
+    second = _load_intents(str(_resolve(HWU64_ROOT)))
+    offset = first["class_name_embeddings"].shape[0]
+    return {
+        key: (np.concatenate([first[key], second[key] + offset]) if key.startswith("y_")
+              else np.concatenate([first[key], second[key]]))
+        for key in ("X_train", "y_train", "X_test", "y_test", "class_name_embeddings")
+    }
+
+
+def banking77_hwu64(imbalance_ratio, seed):
+    """BANKING77 and HWU64 pooled into one problem of 140 intents (HWU64's labels
+    after BANKING77's 77), made long-tailed as one training pool exactly as
+    :func:`banking77` (``n_max`` 35, BANKING77's smallest class), with both
+    balanced test sets (40 and 20 per class). Not an independent benchmark: the
+    same queries and classes as the two dev sets, only more classes, two
+    domains side by side and a different draw of which classes are rare."""
+    arrays = _pooled_intents()
+    X_lt, y_lt, _ = make_long_tailed(
+        arrays["X_train"], arrays["y_train"], imbalance_ratio=imbalance_ratio,
+        random_state=seed,
+    )
+    return X_lt, y_lt, arrays["X_test"], arrays["y_test"]
+
+
 def class_name_embeddings(dataset):
-    """The ``(n_classes, 384)`` class-name embeddings of ``"banking77"`` or ``"hwu64"``,
-    row ``c`` for label ``c``."""
+    """The ``(n_classes, 384)`` class-name embeddings of ``"banking77"``, ``"hwu64"``
+    or ``"banking77_hwu64"``, row ``c`` for label ``c``."""
+    if dataset == "banking77_hwu64":
+        return _pooled_intents()["class_name_embeddings"]
     root = {"banking77": BANKING77_ROOT, "hwu64": HWU64_ROOT}[dataset]
     return _load_intents(str(_resolve(root)))["class_name_embeddings"]
 

@@ -262,3 +262,25 @@ def test_default_ablation_rows_change_what_they_say():
         assert predict(X).shape == y.shape
         assert 0.0 <= at_cap <= 1.0
     assert (_training.monotone_projection_torch, _samn._weighted_centre_and_scale) == saved
+
+
+def test_pooled_intents_put_hwu64_after_banking77():
+    """``data.banking77_hwu64``: HWU64's labels follow BANKING77's 77, its rows and
+    name embeddings keep their labels, and the long-tailed pool is drawn as
+    ``banking77``'s is (skipped without the shared data)."""
+    import pytest
+
+    for name in ("banking77", "hwu64"):
+        if not (ROOT / ".." / "shared" / "data" / name / "minilm_embeddings.npz").exists():
+            pytest.skip(f"../shared/data/{name} is not here")
+    data = benchmark_module("data")
+    X, y, X_test, y_test = data.banking77_hwu64(100, 0)
+    E = data.class_name_embeddings("banking77_hwu64")
+    _, _, H_test, h_test = data.hwu64(100, 0)
+    _, _, B_test, b_test = data.banking77(100, 0)
+    assert E.shape == (140, 384) and set(np.unique(y)) == set(range(140))
+    np.testing.assert_array_equal(y_test, np.concatenate([b_test, h_test + 77]))
+    np.testing.assert_array_equal(X_test, np.vstack([B_test, H_test]))
+    np.testing.assert_array_equal(E[77:], data.class_name_embeddings("hwu64"))
+    counts = np.bincount(y)
+    assert counts.max() == 35 and counts.min() == 1
