@@ -89,9 +89,9 @@ ROWS = {
     # stopping rule ends one of the 60 fits at pass 99 and none earlier, and a
     # run of this table with a tol=None row gave it the same means, to two
     # decimals, as this row in all four tables.
-    "adam": ("minibatch Adam instead of L-BFGS, norms from 7, no cap: the default "
-             "before the cap (solver='adam': at most 100 passes, stopped by tol and "
-             "n_iter_no_change)", {}, {"solver": "adam"}),
+    "adam": ("Adam (one full-batch step a pass) instead of L-BFGS, norms from 7, no "
+             "cap: the default before the cap (solver='adam': at most 100 passes, "
+             "stopped by tol and n_iter_no_change)", {}, {"solver": "adam"}),
 }
 REFERENCES = {
     "lr_cv_la": "LogisticRegression (C by 3-fold CV) + post-hoc logit adjustment",
