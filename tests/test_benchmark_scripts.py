@@ -284,3 +284,20 @@ def test_pooled_intents_put_hwu64_after_banking77():
     np.testing.assert_array_equal(E[77:], data.class_name_embeddings("hwu64"))
     counts = np.bincount(y)
     assert counts.max() == 35 and counts.min() == 1
+
+
+def test_default_ablation_table_pairs_two_change_rows_with_their_one_change_row():
+    ablation = benchmark_module("default_ablation")
+    nan = float("nan")
+
+    def splits(*accuracies):
+        return [(100, seed, acc, 0.5, 1.0, nan) for seed, acc in enumerate(accuracies)]
+
+    scores = {"default": splits(0.70, 0.72), "no_cap": splits(0.66, 0.70),
+              "no_cap_free_norms": splits(0.56, 0.60)}
+    lines = ablation.table("banking77", False, scores, [0, 1], imbalance=(100,))
+    rows = {line.split("|")[1].strip(): line.split("|")[4].strip()
+            for line in lines if line.startswith("| ") and not line.startswith("| row")}
+    assert rows["default"] == "-"
+    assert rows["no_cap"] == "-3.00 ± 1.00"
+    assert rows["no_cap_free_norms"] == "-13.00 ± 1.00; minus `no_cap`: -10.00 ± 0.00"
