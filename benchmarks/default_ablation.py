@@ -6,11 +6,14 @@ classes, the logit-adjusted loss, standardised inputs, and the class norms
 kept non-increasing in class count by PAVA) and is scored, like
 ``prior_study.py``, on up to 20 unused training-pool rows per class for each
 long-tailed training set (BANKING77 and HWU64, IF 100/50/10, seeds 0-4): the
-test splits are not read. ``--names`` repeats the ablation with the
-class-name embeddings as the prior.
+test splits are not read. The ablation runs without and with the
+class-name embeddings as the prior (``--no-names``: without only). A last
+table gives the share of classes whose norm sits at the cap in default fits
+on the other problems of ``run.py`` (``--no-elsewhere`` leaves it out).
 
     python benchmarks/default_ablation.py [--seeds 0,1,2,3,4] [--jobs 2]
-                                          [--variants a,b] [--out DEFAULT_ABLATION.md]
+                                          [--variants a,b] [--no-names] [--no-elsewhere]
+                                          [--out DEFAULT_ABLATION.md]
 
 Rows that switch off what the package does not expose (the monotone order,
 the centring) patch one private function for the duration of the fit.
@@ -149,6 +152,36 @@ def study(dataset, seeds, rows, names, imbalance=IMBALANCE):
     return dataset, names, scores
 
 
+def at_the_cap_elsewhere(seeds=(0, 1, 2)):
+    """Markdown lines: the share of classes at the cap in default fits on the
+    other problems of ``run.py`` (their training sets only)."""
+    import data
+
+    problems = {"digits": (100, 10), "gaussian": (100, 10), "stage1": (100, 50, 10)}
+    lines = ["\n### The other problems of `run.py`: default fits at the cap "
+             f"(training sets only, seeds {','.join(map(str, seeds))})\n",
+             "| problem | IF | at the cap % | caps chosen |", "|---|---|---|---|"]
+    for name, irs in problems.items():
+        for ir in irs:
+            shares, caps = [], []
+            for seed in seeds:
+                if name == "stage1":
+                    problem = data.stage1_features(ir, seed)
+                    X, y = problem.X_train, problem.y_train
+                else:
+                    X, y, _, _ = getattr(data, name)(ir, seed)
+                model = prior_study.fitted(X, y, None, use_prior=False)
+                weights, _ = training_module.effective_weights(
+                    "invariant", model._head_state, model.class_count_, model.max_norm_)
+                norms = np.linalg.norm(weights, axis=1)
+                shares.append(np.mean(norms >= model.max_norm_ * (1 - 1e-6)))
+                caps.append(f"{model.max_norm_:.3g}")
+            shares = np.array(shares)
+            lines.append(f"| {name} | {ir} | {100 * shares.mean():.1f} "
+                         f"({np.sum(shares == 1.0)}/{len(shares)}) | {', '.join(caps)} |")
+    return lines
+
+
 def table(dataset, names, scores, seeds, imbalance=IMBALANCE):
     """Markdown lines: per IF, mean, few, and the paired difference from the default."""
     lines = [f"\n### {dataset}, {'with' if names else 'without'} the class names "
@@ -187,6 +220,9 @@ def main(argv=None):
                         help="rows besides the default and the references")
     parser.add_argument("--no-names", dest="names", action="store_false",
                         help="only the ablation without the class names")
+    parser.add_argument("--no-elsewhere", dest="elsewhere", action="store_false",
+                        help="leave out the share of classes at the cap on digits, the "
+                             "Gaussian problem and the stage-1 features (~1 min)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="(dataset, names) tables run in parallel processes")
     parser.add_argument("--out", default=None)
@@ -234,6 +270,8 @@ def main(argv=None):
     ]
     for dataset, names, scores in results:
         lines += table(dataset, names, scores, seeds, imbalance)
+    if args.elsewhere:
+        lines += at_the_cap_elsewhere()
     text = "\n".join(lines)
     print(text)
     if args.out:
