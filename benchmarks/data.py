@@ -106,6 +106,7 @@ def hwu64(imbalance_ratio, seed, root=HWU64_ROOT):
     return _intents_lt(root, imbalance_ratio, seed)
 
 
+@lru_cache(maxsize=1)
 def _pooled_intents():
     """BANKING77's and HWU64's arrays side by side, HWU64's labels after BANKING77's."""
     first = _load_intents(str(_resolve(BANKING77_ROOT)))
