@@ -11,7 +11,7 @@ import numpy as np
 
 from ._persistence import load, save
 from ._samn import SAMNClassifier
-from .metrics import shot_accuracy
+from .metrics import _with_unseen, shot_accuracy
 
 # Which arrays of an .npz each command reads: "fit" the training pair,
 # "predict" and "evaluate" the test pair; X always pairs with y, X_train with
@@ -246,9 +246,10 @@ def _cmd_evaluate(args):
                         x_key=args.x_key, y_key=args.y_key)
     _check_features(model, X, args.data)
     try:
+        # Test classes the model never saw count, as misses, with a training count of 0.
+        labels, counts = _with_unseen(model.classes_, model.class_count_, y)
         scores = shot_accuracy(
-            y, model.predict(X), class_counts=model.class_count_,
-            labels=model.classes_, thresholds=thresholds,
+            y, model.predict(X), class_counts=counts, labels=labels, thresholds=thresholds,
         )
     except ValueError as error:
         raise CommandError(f"{args.data}: {error}") from None

@@ -4,7 +4,7 @@ from numbers import Real
 
 import numpy as np
 from scipy.stats import rankdata
-from sklearn.metrics import confusion_matrix
+from sklearn.metrics import recall_score
 from sklearn.utils._param_validation import StrOptions, validate_params
 from sklearn.utils.multiclass import unique_labels
 
@@ -35,7 +35,9 @@ def per_class_accuracy(y_true, y_pred, *, labels=None):
         Predicted labels.
     labels : array-like of shape (n_classes,), default=None
         Classes to report, in this order; ``None`` uses the sorted union of
-        ``y_true`` and ``y_pred``.
+        ``y_true`` and ``y_pred``. A prediction of a label outside ``labels``
+        is a miss of its sample's class, as in
+        :func:`sklearn.metrics.recall_score`.
 
     Returns
     -------
@@ -51,10 +53,7 @@ def per_class_accuracy(y_true, y_pred, *, labels=None):
     """
     if labels is None:
         labels = unique_labels(y_true, y_pred)
-    matrix = confusion_matrix(y_true, y_pred, labels=labels)
-    support = matrix.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(support > 0, np.diag(matrix) / support, np.nan)
+    return recall_score(y_true, y_pred, labels=labels, average=None, zero_division=np.nan)
 
 
 def _counts_array(class_counts, labels):
@@ -153,7 +152,10 @@ def shot_accuracy(y_true, y_pred, *, class_counts, labels=None, thresholds=(100,
         label -> count.
     labels : array-like of shape (n_classes,), default=None
         The classes; ``None`` uses the sorted union of ``y_true`` and
-        ``y_pred`` (give ``labels`` with an array ``class_counts``).
+        ``y_pred`` (give ``labels`` with an array ``class_counts``). Every
+        label of ``y_true`` must be among them (a ``ValueError`` names those
+        that are not): a class left out would be left out of the balanced
+        accuracy. A prediction outside ``labels`` is a miss.
     thresholds : tuple (many, few) or "thirds", default=(100, 20)
         See :func:`shot_groups`.
 
@@ -177,6 +179,13 @@ def shot_accuracy(y_true, y_pred, *, class_counts, labels=None, thresholds=(100,
         else:
             labels = unique_labels(y_true, y_pred)
     labels = np.asarray(labels)
+    missing = np.setdiff1d(unique_labels(y_true), labels)
+    if missing.size:
+        raise ValueError(
+            f"y_true has labels {missing.tolist()} that are not in labels: give their "
+            "training counts (0 for a class never trained on) so that they count in "
+            "the balanced accuracy."
+        )
     counts = _counts_array(class_counts, labels.tolist())
     accuracy = per_class_accuracy(y_true, y_pred, labels=labels)
     groups = shot_groups(counts, thresholds=thresholds)
@@ -189,6 +198,15 @@ def shot_accuracy(y_true, y_pred, *, class_counts, labels=None, thresholds=(100,
 def _nanmean(values):
     values = values[~np.isnan(values)]
     return float(values.mean()) if values.size else float("nan")
+
+
+def _with_unseen(labels, counts, y_true):
+    """A fitted model's ``labels`` and training ``counts``, followed by the labels
+    of ``y_true`` it was not trained on, with count 0 (so that they count in the
+    balanced accuracy, as misses, and in the few-shot group)."""
+    unseen = np.setdiff1d(unique_labels(y_true), labels)
+    return (np.concatenate([np.asarray(labels), unseen]),
+            np.concatenate([np.asarray(counts, dtype=float), np.zeros(unseen.shape[0])]))
 
 
 def _fitted_class_counts(estimator):
@@ -213,11 +231,12 @@ class _ShotScorer:
     def __call__(self, estimator, X, y):
         y_pred = estimator.predict(X)
         if self.class_counts is None:
-            labels, counts = _fitted_class_counts(estimator)
+            labels, counts = _with_unseen(*_fitted_class_counts(estimator), y)
         else:
             labels, counts = None, self.class_counts
             if not isinstance(counts, dict):
-                labels = estimator.classes_
+                # A class of this fold's test part that its training part lacks.
+                labels, counts = _with_unseen(estimator.classes_, counts, y)
         scores = shot_accuracy(
             y, y_pred, class_counts=counts, labels=labels, thresholds=self.thresholds
         )
@@ -245,7 +264,10 @@ def make_shot_scorer(group="few", *, class_counts=None, thresholds=(100, 20)):
     class_counts : array-like or dict, default=None
         Training counts defining the groups. ``None`` reads ``class_count_``
         of the fitted estimator (or of a pipeline's last step), i.e. the
-        counts of each training fold.
+        counts of each training fold. A class of the test part that the
+        estimator was not trained on (an array of counts is in the order of its
+        ``classes_``) counts with a training count of 0: few-shot, and a miss
+        for each of its samples.
     thresholds : tuple (many, few) or "thirds", default=(100, 20)
         See :func:`shot_groups`.
 

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.metrics import balanced_accuracy_score
 
 from sklearn_samn import SAMNClassifier, load
 from sklearn_samn._cli import main
@@ -93,6 +94,28 @@ def test_regression_evaluate_on_train_and_test_archive_scores_the_test_arrays(bo
               for part in ("train", "test")}
     assert round(on["test"]["balanced"], 4) != round(on["train"]["balanced"], 4)
     assert printed == pytest.approx(on["test"]["balanced"], abs=5e-5)
+
+
+def test_regression_evaluate_counts_test_classes_the_model_never_saw(files, capsys):
+    """A test class absent from training counts, as misses, in the balanced
+    figure (it used to be dropped), and is few-shot (training count 0)."""
+    with np.load(files / "train.npz") as archive:
+        X, y = archive["X"], archive["y"]
+    np.savez(files / "four.npz", X=X[y != "e"], y=y[y != "e"])
+    model = files / "four.samn"
+    assert fit_cli(files / "four.npz", model) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(model), str(files / "test.npz")]) == 0
+    scores = printed_scores(capsys.readouterr().out)
+    clf = load(model)
+    with np.load(files / "test.npz") as archive:
+        y_test, pred = archive["y_test"], clf.predict(archive["X_test"])
+    assert scores["balanced"] == pytest.approx(balanced_accuracy_score(y_test, pred), abs=5e-5)
+    assert scores["balanced"] <= 0.8
+    expected = shot_accuracy(y_test, pred, labels=[*clf.classes_, "e"],
+                             class_counts=[*clf.class_count_, 0])
+    assert scores["few"] == pytest.approx(expected["few"], abs=5e-5)
+    assert np.mean(pred[y_test == "e"] == "e") == 0.0
 
 
 def test_fit_reads_the_training_pair_and_predict_the_test_pair(both, capsys):

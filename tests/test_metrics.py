@@ -24,6 +24,26 @@ def test_per_class_accuracy_and_missing_classes():
     assert np.isnan(acc[3])
 
 
+def test_regression_predictions_outside_labels_are_misses():
+    """A prediction of a label outside ``labels`` is a miss of its row's class
+    (the confusion matrix restricted to ``labels`` used to drop the row)."""
+    from sklearn.metrics import recall_score
+
+    y_true, y_pred = [0, 0, 1, 1, 2, 2], [0, 1, 1, 1, 2, 0]
+    np.testing.assert_allclose(per_class_accuracy(y_true, y_pred, labels=[0, 2]), [0.5, 0.5])
+    np.testing.assert_allclose(per_class_accuracy(y_true, y_pred, labels=[0, 2]),
+                               recall_score(y_true, y_pred, labels=[0, 2], average=None))
+    scores = shot_accuracy(["a", "b", "b"], ["a", "z", "b"], class_counts=[500, 5],
+                           labels=["a", "b"])
+    assert scores["balanced"] == 0.75 and scores["few"] == 0.5
+
+
+def test_regression_true_labels_outside_labels_are_an_error_not_dropped():
+    with pytest.raises(ValueError, match=r"labels \[9\] that are not in labels"):
+        shot_accuracy([0, 0, 1, 1, 9, 9], [0, 0, 1, 1, 0, 0], class_counts=[500, 5],
+                      labels=[0, 1])
+
+
 def test_groups_by_thresholds_including_boundaries():
     groups = shot_groups([101, 100, 20, 19, 0], thresholds=(100, 20))
     assert groups.tolist() == ["many", "medium", "medium", "few", "few"]
@@ -104,6 +124,20 @@ def test_scorer_reads_the_fold_counts_and_works_in_grid_search():
     assert scorer(fitted, X, y) == pytest.approx(expected)
     fixed = make_shot_scorer("many", class_counts={0: 150, 1: 60, 2: 30, 3: 12, 4: 6})
     assert 0 <= fixed(fitted, X, y) <= 1
+
+
+@pytest.mark.parametrize("class_counts", [None, "array"])
+def test_regression_scorer_counts_a_test_class_the_fold_did_not_train_on(class_counts):
+    """A class of the test part missing from the training part counts as a miss
+    for each of its rows, with training count 0 (few-shot), so the balanced
+    figure is scikit-learn's balanced accuracy."""
+    X, y = make_long_tailed_blobs(counts=(60, 30, 15))
+    seen = y < 2
+    model = SAMNClassifier(device="cpu", random_state=0, max_norm=8.0).fit(X[seen], y[seen])
+    counts = model.class_count_ if class_counts == "array" else None
+    balanced = make_shot_scorer("balanced", class_counts=counts)(model, X, y)
+    assert balanced == pytest.approx(balanced_accuracy_score(y, model.predict(X)))
+    assert make_shot_scorer("few", class_counts=counts, thresholds=(50, 20))(model, X, y) == 0.0
 
 
 def test_scorer_without_counts_needs_class_count():
