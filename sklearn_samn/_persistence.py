@@ -20,6 +20,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from ._prior import in_feature_order
 from ._samn import SAMNClassifier
 from ._validation import by_label
 
@@ -32,6 +33,10 @@ FORMAT_VERSION = 3
 _ARRAYS_ONLY_DIGEST_VERSION = 1
 
 _ARRAYS = ("classes_", "coef_", "intercept_", "class_count_", "loss_curve_")
+# The cap and the cross-validation path are optional entries (the metadata's
+# "max_norm_", arrays "cv_results.<key>"): files written before they were
+# saved load without those attributes.
+_CV_RESULTS = "cv_results."
 
 
 def _json_scalar(value, what):
@@ -147,7 +152,13 @@ def save(estimator, path):
     elif counts is not None:
         counts = {"array": [_json_scalar(v, "class_counts count")
                             for v in np.asarray(counts).tolist()]}
-    embeddings = by_label(params.pop("class_embeddings"), "class_embeddings")
+    # A DataFrame's named columns were matched to X's feature names by the fit:
+    # stored in that order, since the file keeps the vectors, not the names.
+    embeddings = by_label(
+        in_feature_order(params.pop("class_embeddings"),
+                         getattr(estimator, "feature_names_in_", None)),
+        "class_embeddings",
+    )
     params = {k: _json_scalar(v, f"parameter {k}") if v is not None else None
               for k, v in params.items()}
     params["class_counts"] = counts
@@ -173,6 +184,10 @@ def save(estimator, path):
         )
     for key, value in estimator._head_state.items():
         arrays[f"head_state.{key}"] = np.asarray(value)
+    cv_results = getattr(estimator, "cv_results_", None)
+    for key, value in (cv_results or {}).items():
+        arrays[_CV_RESULTS + key] = np.asarray(value)
+    max_norm = getattr(estimator, "max_norm_", None)
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -181,6 +196,8 @@ def save(estimator, path):
         "n_iter_": int(estimator.n_iter_),
         "device_": str(estimator.device_),
         "head_variant": estimator._head_variant,
+        "max_norm_": None if max_norm is None else float(max_norm),
+        "cv_results_": cv_results is not None,
     }
     meta["sha256"] = _digest(meta, arrays)
     with open(path, "wb") as handle:
@@ -306,6 +323,13 @@ def _rebuild(meta, arrays):
     estimator.n_iter_ = int(meta["n_iter_"])
     estimator.device_ = str(meta["device_"])
     estimator._head_variant = str(meta["head_variant"])
+    if "max_norm_" in meta:
+        estimator.max_norm_ = None if meta["max_norm_"] is None else float(meta["max_norm_"])
+    if "cv_results_" in meta:
+        estimator.cv_results_ = {
+            name[len(_CV_RESULTS):]: value for name, value in arrays.items()
+            if name.startswith(_CV_RESULTS)
+        } if meta["cv_results_"] else None
     estimator._head_state = {
         name.split(".", 1)[1]: value
         for name, value in arrays.items()

@@ -54,6 +54,43 @@ def test_round_trip_keeps_string_labels_dict_counts_and_feature_names(tmp_path, 
     loaded.set_params(warm_start=True, max_iter=1).fit(frame, clf.predict(frame))
 
 
+@pytest.mark.parametrize("max_norm", ["auto", 8.0, None])
+def test_regression_round_trip_keeps_the_cap_and_the_cv_path(tmp_path, max_norm):
+    X, y = make_long_tailed_blobs()
+    clf = SAMNClassifier(max_norm=max_norm, device="cpu", random_state=0, max_iter=10)
+    clf.fit(X, y)
+    save(clf, tmp_path / "m.samn")
+    loaded = load(tmp_path / "m.samn")
+    assert loaded.max_norm_ == clf.max_norm_
+    if clf.cv_results_ is None:
+        assert loaded.cv_results_ is None
+    else:
+        assert sorted(loaded.cv_results_) == sorted(clf.cv_results_)
+        for key, value in clf.cv_results_.items():
+            np.testing.assert_array_equal(loaded.cv_results_[key], value)
+
+
+def test_regression_embeddings_with_named_columns_keep_their_features(tmp_path):
+    """A DataFrame of class embeddings whose named columns are X's features in
+    another order: the file stores the vectors in X's feature order, so a refit
+    of the loaded model is the original fit (it used to pair each value with
+    another feature)."""
+    from sklearn.base import clone
+
+    X, y = make_long_tailed_blobs()
+    columns = [f"f{i}" for i in range(X.shape[1])]
+    frame = pd.DataFrame(X, columns=columns)
+    means = np.stack([X[y == c].mean(axis=0) for c in range(5)])
+    table = pd.DataFrame(means, columns=columns)[columns[::-1]]
+    clf = SAMNClassifier(class_embeddings=table, max_norm=8.0, device="cpu",
+                         random_state=0).fit(frame, y)
+    save(clf, tmp_path / "m.samn")
+    loaded = load(tmp_path / "m.samn")
+    np.testing.assert_array_equal(np.stack([loaded.class_embeddings[c] for c in range(5)]),
+                                  means)
+    np.testing.assert_array_equal(clone(loaded).fit(frame, y).coef_, clf.coef_)
+
+
 def test_loaded_model_predicts_without_torch(tmp_path, fitted):
     clf, X = fitted
     save(clf, tmp_path / "m.samn")
