@@ -379,8 +379,9 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             Class labels (ints, strings, ...).
         sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weights, not all zero; ``None`` weighs every sample
-            1.
+            Non-negative weights, with some weight on every class of ``y``
+            (drop the samples of a class you weigh 0); ``None`` weighs every
+            sample 1. Only their ratios matter.
         coef_init : array-like of shape (n_classes, n_features), default=None
             Initial weights, e.g. the backbone's own classifier, in the order
             of ``classes_``. For two classes the ``(1, n_features)`` shape of
@@ -417,7 +418,18 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         train_counts = np.bincount(
             y_encoded, weights=sample_weight, minlength=n_classes
         )
+        if np.any(train_counts == 0):
+            raise ValueError(
+                "sample_weight is zero for every sample of the classes "
+                f"{classes[train_counts == 0].tolist()}: nothing can be learnt about "
+                "them (their direction would be arbitrary). Drop their samples or give "
+                "them weight."
+            )
         class_count = _check_class_counts(self.class_counts, classes, train_counts)
+        # The fit is invariant to the scale of the weights, which reach the
+        # training loop in float32: at most 1, so that neither tiny nor huge
+        # weights underflow or overflow there.
+        sample_weight = sample_weight / sample_weight.max()
         init = _check_init(coef_init, intercept_init, n_classes, n_features)
         embeddings = check_class_embeddings(
             self.class_embeddings, classes, n_features,
@@ -447,6 +459,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
 
         if self.variant == "invariant":
             shift, scale = _weighted_centre_and_scale(X, sample_weight)
+            _check_float32_precision(shift, scale)
         else:
             shift, scale = np.zeros(n_features), 1.0
         max_norm = self._resolved_max_norm()
@@ -752,6 +765,34 @@ def _check_float32_range(X):
                 "with variant='invariant' (the default) the fit does not depend on "
                 "the scale of X."
             )
+
+
+def _check_float32_precision(shift, scale):
+    """Refuse an ``X`` whose spread float32 cannot resolve, and warn when its
+    mean is so far from zero, against its spread, that reading it in float32
+    loses more than half the digits of the centred values.
+
+    ``shift`` and ``scale`` are the weighted mean row of ``X`` and the
+    root-mean-square distance of its rows from it (float64, from all of
+    ``X``). Training reads blocks of ``X`` in float32 and centres them there.
+    """
+    eps, tiny = np.finfo(np.float32).eps, np.finfo(np.float32).tiny
+    if scale < tiny / eps:
+        raise ValueError(
+            f"X's rows lie within {scale:.3g} of their mean, too small a spread for "
+            "float32, in which training computes. Multiply X by a constant; with "
+            "variant='invariant' (the default) the fit does not depend on the scale "
+            "of X."
+        )
+    offset = float(np.max(np.abs(shift))) / scale
+    if offset > 1 / np.sqrt(eps):
+        warnings.warn(
+            f"X's mean is {offset:.3g} times the spread of its rows from it; training "
+            "reads X in float32 and centres it there, which keeps about "
+            f"{max(0.0, np.log10(1 / (eps * offset))):.1f} significant digits of the "
+            "centred values. Centre X first (for example with StandardScaler).",
+            UserWarning, stacklevel=4,
+        )
 
 
 def _chunks(n_rows, width, *, share=None):

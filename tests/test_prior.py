@@ -345,7 +345,7 @@ def test_the_pipeline_passes_fit_parameters_to_its_steps():
     X, y, _, _, names = tail_problem()
     pipe = make_prior_pipeline(StandardScaler(), SAMNClassifier(max_norm=8.0, device="cpu"),
                                class_embeddings=names)
-    weights = np.where(y == 0, 0.0, 1.0)
+    weights = np.where(y == 0, 0.5, 1.0)
     a = pipe.fit(X, y, samnclassifier__sample_weight=weights)[-1].coef_.copy()
     front = StandardScaler().fit(X)
     b = SAMNClassifier(max_norm=8.0, device="cpu",
