@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 import time
 import zipfile
@@ -209,7 +210,8 @@ def _cmd_fit(args):
         raise CommandError(f"cannot write {args.out}: {error}") from None
     print(
         f"fitted SAMNClassifier on {X.shape[0]} samples x {X.shape[1]} features, "
-        f"{len(clf.classes_)} classes, {clf.n_iter_} passes on {clf.device_}; "
+        f"{len(clf.classes_)} classes, {clf.n_iter_} "
+        f"{'L-BFGS iterations' if clf.solver == 'lbfgs' else 'passes'} on {clf.device_}; "
         f"saved to {args.out}"
     )
 
@@ -261,7 +263,14 @@ def _cmd_evaluate(args):
 def _cmd_demo(args):
     from ._demo import run_demo
 
-    run_demo(picture=args.picture, out=sys.stdout)
+    # Before the fits, not after them: a picture that cannot be written.
+    folder = os.path.dirname(os.path.abspath(args.picture)) if args.picture else None
+    if folder is not None and not os.path.isdir(folder):
+        raise CommandError(f"cannot write the picture {args.picture}: no folder {folder}")
+    try:
+        run_demo(picture=args.picture, out=sys.stdout)
+    except OSError as error:
+        raise CommandError(f"cannot write the picture {args.picture}: {error}") from None
 
 
 def _add_key_options(parser, pair, *, y=True):

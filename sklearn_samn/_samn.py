@@ -216,7 +216,9 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         int, two fits on the CPU give bit-identical ``coef_``.
 
     verbose : int, default=0
-        ``0`` is silent; ``1`` prints one line per pass to stderr.
+        ``0`` is silent; ``1`` prints progress to stderr: with ``"lbfgs"``
+        one line per cap of the cross-validation and one for the final fit,
+        with ``"adam"`` or ``"sgd"`` one line per pass.
 
     Attributes
     ----------

@@ -270,6 +270,22 @@ def test_error_messages_spanning_lines_are_joined(capsys, monkeypatch):
     assert capsys.readouterr().err == "sklearn_samn demo: error: first line second line\n"
 
 
+def test_regression_demo_picture_in_a_missing_folder_is_one_line_before_the_fits(
+        tmp_path, capsys, monkeypatch):
+    """It printed a 32-line traceback after the fits."""
+    import sklearn_samn._demo
+
+    monkeypatch.setattr(sklearn_samn._demo, "run_demo", _refuse)
+    picture = tmp_path / "missing" / "x.png"
+    assert main(["demo", "--picture", str(picture)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write the picture" in err[0] and "no folder" in err[0]
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("the demo ran")
+
+
 def test_demo_prints_a_table_and_writes_a_picture(tmp_path):
     result = run_cli("demo", "--picture", tmp_path / "demo.png")
     assert result.returncode == 0, result.stderr

@@ -12,8 +12,10 @@ EXPECTED_FAILED_CHECKS = {
     # repeated rows are not the same batches, scikit-learn's reason for
     # SGDClassifier.
     "check_sample_weight_equivalence_on_dense_data": (
-        "the internal CV folds of repeated rows differ from those of weighted "
-        "rows; with a given max_norm the fits agree to float32 rounding."
+        "the check sets cv to explicit splits of the rows, and cv takes a number "
+        "of folds here (the internal folds keep one-sample classes in training); "
+        "with a given max_norm, weighted and repeated rows agree to float32 rounding "
+        "(tests/test_samn.py)."
     ),
 }
 
