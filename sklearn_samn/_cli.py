@@ -200,6 +200,12 @@ def _cmd_fit(args):
     X, y = _load_arrays(args.train, role="train", need_y=True,
                         x_key=args.x_key, y_key=args.y_key)
     params = _parse_params(args.set)
+    # JSON keys are strings: a dict of counts or embeddings names the labels as
+    # they print ("3" for the label 3).
+    by_text = {str(label): label for label in np.unique(y).tolist()}
+    for key in ("class_counts", "class_embeddings"):
+        if isinstance(params.get(key), dict):
+            params[key] = {by_text.get(k, k): v for k, v in params[key].items()}
     try:
         clf = SAMNClassifier(**params).fit(X, y)
     except (ValueError, TypeError, FloatingPointError, ImportError) as error:

@@ -107,6 +107,13 @@ class ClassPriorPipeline(Pipeline):
         labels, vectors = _as_table(
             in_feature_order(self.class_embeddings, getattr(X, "columns", None))
         )
+        width = getattr(X, "shape", None) or np.shape(X)
+        if vectors.ndim != 2 or vectors.shape[1] != width[1]:
+            raise ValueError(
+                "class_embeddings must be in the space of the pipeline's input X, "
+                f"{width[1]} features a vector; got vectors of shape "
+                f"{vectors.shape[1:]}."
+            )
         head_params, front_params = {}, {}
         for key, value in params.items():
             step, sep, param = key.partition("__")

@@ -1,5 +1,6 @@
 """python -m sklearn_samn: demo, fit, predict, evaluate, and its errors."""
 
+import json
 import subprocess
 import sys
 import warnings
@@ -116,6 +117,18 @@ def test_regression_evaluate_counts_test_classes_the_model_never_saw(files, caps
                              class_counts=[*clf.class_count_, 0])
     assert scores["few"] == pytest.approx(expected["few"], abs=5e-5)
     assert np.mean(pred[y_test == "e"] == "e") == 0.0
+
+
+def test_regression_a_counts_dict_names_integer_labels_as_they_print(files, capsys):
+    """JSON keys are strings: '{"0": 300, ...}' could not count the labels 0, 1, ..."""
+    with np.load(files / "train.npz") as archive:
+        X, y = archive["X"], archive["y"]
+    codes = np.searchsorted(LABELS, y)
+    np.savez(files / "ints.npz", X=X, y=codes)
+    counts = {str(c): 10 * (5 - c) for c in range(5)}
+    model = files / "ints.samn"
+    assert fit_cli(files / "ints.npz", model, "--set", f"class_counts={json.dumps(counts)}") == 0
+    np.testing.assert_array_equal(load(model).class_count_, [50, 40, 30, 20, 10])
 
 
 def test_fit_reads_the_training_pair_and_predict_the_test_pair(both, capsys):

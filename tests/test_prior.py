@@ -356,6 +356,17 @@ def test_the_pipeline_passes_fit_parameters_to_its_steps():
         pipe.fit(X, y, sample_weight=weights)
 
 
+def test_regression_pipeline_embeddings_of_the_wrong_width_blame_the_embeddings():
+    """It said "X has 3 features, but StandardScaler is expecting 8"."""
+    X, y, _, _, names = tail_problem()
+    pipe = make_prior_pipeline(StandardScaler(), SAMNClassifier(device="cpu"),
+                               class_embeddings=names[:, :3])
+    with pytest.raises(ValueError, match=r"class_embeddings must be in the space of the "
+                       rf"pipeline's input X, {X.shape[1]} features a vector; got vectors "
+                       r"of shape \(3,\)"):
+        pipe.fit(X, y)
+
+
 def test_the_pipeline_refuses_two_priors_and_heads_without_one():
     X, y, _, _, names = tail_problem()
     both = make_prior_pipeline(StandardScaler(), SAMNClassifier(class_embeddings=names),
