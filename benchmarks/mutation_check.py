@@ -307,6 +307,39 @@ MUTANTS = [
         new="            and False\n",
         tests=("tests/test_streaming.py",),
     ),
+    Mutant(
+        name="metrics-drop-outside-labels",
+        what="per-class accuracy from the confusion matrix restricted to labels: a "
+             "prediction outside labels drops its row instead of counting as a miss",
+        path="sklearn_samn/metrics.py",
+        old="    return recall_score(y_true, y_pred, labels=labels, average=None, "
+            "zero_division=np.nan)\n",
+        new=("    from sklearn.metrics import confusion_matrix\n"
+             "    matrix = confusion_matrix(y_true, y_pred, labels=labels)\n"
+             "    support = matrix.sum(axis=1)\n"
+             "    with np.errstate(invalid='ignore', divide='ignore'):\n"
+             "        return np.where(support > 0, np.diag(matrix) / support, np.nan)\n"),
+        tests=("tests/test_metrics.py",),
+    ),
+    Mutant(
+        name="embeddings-saved-by-position",
+        what="save() keeps a DataFrame of class embeddings in its own column order, not "
+             "X's feature order",
+        path="sklearn_samn/_persistence.py",
+        old='        in_feature_order(params.pop("class_embeddings"),\n'
+            '                         getattr(estimator, "feature_names_in_", None)),\n',
+        new='        params.pop("class_embeddings"),\n',
+        tests=("tests/test_persistence.py",),
+    ),
+    Mutant(
+        name="weightless-class-fitted",
+        what="a class whose samples all weigh 0 is fitted (a random direction) instead "
+             "of refused",
+        path="sklearn_samn/_samn.py",
+        old="        if np.any(train_counts == 0):\n",
+        new="        if False:\n",
+        tests=("tests/test_samn.py",),
+    ),
 ]
 
 
