@@ -1,7 +1,9 @@
 """A Pipeline that sends class embeddings through its transformers to its head."""
 
 import numpy as np
+from sklearn import get_config
 from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.utils.metadata_routing import process_routing
 
 from ._prior import _numeric, in_feature_order
 from ._validation import by_label
@@ -82,7 +84,10 @@ class ClassPriorPipeline(Pipeline):
             Class labels.
         **params : dict
             ``<step>__<parameter>`` fit parameters of the steps (for example
-            ``samnclassifier__sample_weight``).
+            ``samnclassifier__sample_weight``). With scikit-learn's metadata
+            routing enabled, plain names (``sample_weight``) routed by each
+            step's ``set_fit_request``, as :class:`~sklearn.pipeline.Pipeline`
+            routes them.
 
         Returns
         -------
@@ -115,7 +120,16 @@ class ClassPriorPipeline(Pipeline):
                 f"{vectors.shape[1:]}."
             )
         head_params, front_params = {}, {}
-        for key, value in params.items():
+        routing = get_config().get("enable_metadata_routing", False)
+        if routing:
+            # As Pipeline routes them, by each step's set_fit_request; the earlier
+            # steps get what one of them requested, and route it among themselves.
+            routed = process_routing(self, "fit", **params)
+            head_params = dict(routed[name].fit)
+            requested = {key for step, _ in self.steps[:-1] if step in routed
+                         for method in routed[step].values() for key in method}
+            front_params = {key: params[key] for key in requested}
+        for key, value in ({} if routing else params).items():
             step, sep, param = key.partition("__")
             if not sep:
                 raise ValueError(

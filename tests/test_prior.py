@@ -356,6 +356,29 @@ def test_the_pipeline_passes_fit_parameters_to_its_steps():
         pipe.fit(X, y, sample_weight=weights)
 
 
+def test_regression_the_pipeline_routes_metadata_as_pipeline_does():
+    """With metadata routing on, the prior's pipeline took ``step__param`` names
+    only, the reverse of the same pipeline without a prior."""
+    import sklearn
+
+    X, y, _, _, names = tail_problem()
+    weights = np.where(y == 0, 0.5, 1.0)
+    with sklearn.config_context(enable_metadata_routing=True):
+        for front_request in (False, True):
+            pipe = make_prior_pipeline(
+                StandardScaler().set_fit_request(sample_weight=front_request),
+                SAMNClassifier(max_norm=8.0, device="cpu").set_fit_request(sample_weight=True),
+                class_embeddings=names)
+            a = pipe.fit(X, y, sample_weight=weights)[-1].coef_.copy()
+            front = StandardScaler().fit(X, sample_weight=weights if front_request else None)
+            b = SAMNClassifier(max_norm=8.0, device="cpu",
+                               class_embeddings=front.transform(names)).fit(
+                front.transform(X), y, sample_weight=weights).coef_
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+            with pytest.raises(TypeError, match="unexpected argument"):
+                pipe.fit(X, y, samnclassifier__sample_weight=weights)
+
+
 def test_regression_pipeline_embeddings_of_the_wrong_width_blame_the_embeddings():
     """It said "X has 3 features, but StandardScaler is expecting 8"."""
     X, y, _, _, names = tail_problem()
