@@ -16,7 +16,11 @@ on the other problems of ``run.py`` (``--no-elsewhere`` leaves it out).
                                           [--out DEFAULT_ABLATION.md]
 
 Rows that switch off what the package does not expose (the monotone order,
-the centring) patch one private function for the duration of the fit.
+the centring) patch one private function for the duration of the fit. The
+``tau_*`` rows change the strength of the logit adjustment after the fit
+(scores minus (tau - 1) log of the training prior); ``tau_by_cv`` chooses it
+with the cap by the fit's own cross-validation (a fit per strength, the
+out-of-fold predictions adjusted the same way).
 ``ABLATION.md`` is the older ablation of the previous default (Adam, a fixed
 pass budget); this one is of the current default.
 """
@@ -38,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baselines  # noqa: E402
 import prior_study  # noqa: E402
 
+import sklearn_samn._lbfgs as lbfgs_module  # noqa: E402
 import sklearn_samn._samn as samn_module  # noqa: E402
 import sklearn_samn._training as training_module  # noqa: E402
 from sklearn_samn._pava import monotone_projection_torch  # noqa: E402
@@ -66,7 +71,40 @@ def _uncentred(X, sample_weight):
     return np.zeros(X.shape[1]), float(np.sqrt(sq / sample_weight.sum()))
 
 
-# name: (what it changes, patches {(module, attribute): value}, parameters)
+# The extra logit adjustment strengths (tau - 1) that `tau_by_cv` chooses among.
+DELTAS = (-0.1, -0.05, 0.0, 0.05, 0.1, 0.15, 0.2)
+
+
+def _adjusted_fold_predict(delta):
+    """``HeadObjective.predict`` with the bias lowered by ``delta`` times the
+    fold's own logit offset (the log of its training prior): the out-of-fold
+    predictions of a head whose post-hoc adjustment strength is ``1 + delta``."""
+    import torch
+
+    def predict(self, head, rows):
+        with torch.no_grad():
+            weights, bias = head()
+            bias = bias - delta * self.offset_t
+            out = [self._block_scores(xb, weights, bias).argmax(dim=1)
+                   for xb in self.stream.blocks(rows.host, rows.device)]
+            return torch.cat(out).cpu().numpy()
+    return predict
+
+
+def _adjusted_predict(model, y, delta):
+    """``model.predict`` with ``delta`` times the log of the training prior of
+    ``y`` subtracted from the scores (a post-hoc strength of ``1 + delta``)."""
+    counts = np.bincount(np.searchsorted(model.classes_, y), minlength=len(model.classes_))
+    log_prior = np.log(counts / counts.sum())
+
+    def predict(X):
+        return model.classes_[np.argmax(model.decision_function(X) - delta * log_prior,
+                                        axis=1)]
+    return predict
+
+
+# name: (what it changes, patches {(module, attribute): value}, parameters);
+# the parameter "delta" (a float, or "cv") is the extra logit adjustment.
 ROWS = {
     "default": ("SAMNClassifier() as shipped", {}, {}),
     "free_norms": ("no monotone order: each norm free below the cap (PAVA off)",
@@ -103,6 +141,18 @@ ROWS = {
     "adam_free_norms": ("Adam and no monotone order (`adam` with PAVA off)",
                         {(training_module, "monotone_projection_torch"): _free_norms},
                         {"solver": "adam"}),
+    # The strength tau of the logit adjustment (1 in the loss). A fixed extra
+    # adjustment after the fit, each way, and one chosen with the cap by the
+    # fit's own cross-validation (a fit per strength; the path's scores are
+    # those of the adjusted out-of-fold predictions).
+    "tau_0.9": ("logit adjustment strength 0.9: the fitted scores plus 0.1 log(training "
+                "prior)", {}, {"delta": -0.1}),
+    "tau_1.1": ("logit adjustment strength 1.1: the fitted scores minus 0.1 "
+                "log(training prior)", {}, {"delta": 0.1}),
+    "tau_by_cv": ("the strength chosen with the cap by the cross-validation, among 1 + ("
+                  + ", ".join(f"{d:g}" for d in DELTAS) + "): the best out-of-fold "
+                  "balanced accuracy over the caps and strengths (ties to the strength "
+                  "nearest 1)", {}, {"delta": "cv"}),
 }
 REFERENCES = {
     "lr_cv_la": "LogisticRegression (C by 3-fold CV) + post-hoc logit adjustment",
@@ -130,12 +180,25 @@ def fit_predict(name, X, y, E, names):
     if name == "lr_trick":
         return baselines.fit_lr_la_name(X, y, E, seed=0).predict, np.nan
     _, patches, params = ROWS[name]
+    params = dict(params)
+    delta = params.pop("delta", 0.0)
+    if delta == "cv":
+        fits = []
+        for delta in DELTAS:
+            with mock.patch.object(lbfgs_module.HeadObjective, "predict",
+                                   _adjusted_fold_predict(delta)):
+                model = prior_study.fitted(X, y, E, use_prior=names, **params)
+            fits.append((np.max(model.cv_results_["balanced_accuracy"]), -abs(delta),
+                         delta, model))
+        _, _, delta, model = max(fits, key=lambda fit: fit[:2])
+        return _adjusted_predict(model, y, delta), _share_at_cap(model)
     with ExitStack() as stack:
         for (module, attribute), value in patches.items():
             stack.enter_context(mock.patch.object(module, attribute, value))
         model = prior_study.fitted(X, y, E, use_prior=names, **params)
         # Inside the patches: the norms come from the head as it was fitted.
-        return model.predict, _share_at_cap(model)
+        at_cap = _share_at_cap(model)
+    return (_adjusted_predict(model, y, delta) if delta else model.predict), at_cap
 
 
 def study(dataset, seeds, rows, names, imbalance=IMBALANCE):
@@ -265,8 +328,8 @@ def main(argv=None):
         "(in the head's standardised space) is at the cap, mean over the splits, and "
         "in brackets the fits in which every class norm is at the cap (rows with a "
         "cap); fit s includes any cross-validation.",
-        "- Rows (each changes one thing of the default, but the last two, which "
-        "switch the order off where it binds):",
+        "- Rows (each changes one thing of the default, but `no_cap_free_norms` and "
+        "`adam_free_norms`, which switch the order off where it binds):",
         *[f"  - `{row}`: {ROWS[row][0]}" for row in ["default", *chosen]],
         *[f"  - `{row}`: {text}" for row, text in REFERENCES.items()],
     ]
