@@ -98,6 +98,25 @@ def test_pseudo_rows_are_training_rows_of_their_class():
     np.testing.assert_allclose(with_prior.loss_curve_, augmented.loss_curve_, rtol=1e-5)
 
 
+def test_with_sample_weights_a_pseudo_row_weighs_their_mean():
+    """Unequal sample weights: each pseudo-row is one more row of its class with
+    the mean sample weight (the weights reach training scaled to at most 1;
+    the pseudo-rows are scaled with them)."""
+    X, y, _, _, names = tail_problem(n_features=6)
+    counts = np.bincount(y)
+    weights = np.where(np.arange(len(y)) % 2, 1.0, 3.0)
+    params = dict(variant="paper", loss="cross_entropy", class_counts=counts,
+                  solver="sgd", learning_rate_init=0.05, max_iter=20, tol=None,
+                  device="cpu")
+    with_prior = SAMNClassifier(class_embeddings=names, **params).fit(
+        X, y, sample_weight=weights)
+    augmented = SAMNClassifier(**params).fit(
+        np.vstack([X, names]), np.concatenate([y, np.arange(len(counts))]),
+        sample_weight=np.concatenate([weights, np.full(len(counts), weights.mean())]))
+    np.testing.assert_allclose(with_prior.coef_, augmented.coef_, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(with_prior.loss_curve_, augmented.loss_curve_, rtol=1e-5)
+
+
 def test_the_pseudo_row_weighs_one_mean_sample():
     """Scaling every sample weight scales the pseudo-rows with them: same fit."""
     X, y, _, _, names = tail_problem()
