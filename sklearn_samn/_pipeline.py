@@ -119,28 +119,10 @@ class ClassPriorPipeline(Pipeline):
                 f"{width[1]} features a vector; got vectors of shape "
                 f"{vectors.shape[1:]}."
             )
-        head_params, front_params = {}, {}
-        routing = get_config().get("enable_metadata_routing", False)
-        if routing:
-            # As Pipeline routes them, by each step's set_fit_request; the earlier
-            # steps get what one of them requested, and route it among themselves.
-            routed = process_routing(self, "fit", **params)
-            head_params = dict(routed[name].fit)
-            requested = {key for step, _ in self.steps[:-1] if step in routed
-                         for method in routed[step].values() for key in method}
-            front_params = {key: params[key] for key in requested}
-        for key, value in ({} if routing else params).items():
-            step, sep, param = key.partition("__")
-            if not sep:
-                raise ValueError(
-                    f"Fit parameter {key!r} does not name a step: pass "
-                    "<step>__<parameter>, for example "
-                    f"{name}__sample_weight."
-                )
-            if step == name:
-                head_params[param] = value
-            else:
-                front_params[key] = value
+        if get_config().get("enable_metadata_routing", False):
+            head_params, front_params = self._routed_fit_params(name, params)
+        else:
+            head_params, front_params = self._split_fit_params(name, params)
         if len(self.steps) > 1:
             front = Pipeline(self.steps[:-1], memory=self.memory, verbose=self.verbose)
             Xt = front.fit_transform(X, y, **front_params)
@@ -159,6 +141,34 @@ class ClassPriorPipeline(Pipeline):
         finally:
             head.set_params(class_embeddings=None)
         return self
+
+    def _routed_fit_params(self, name, params):
+        """``(head, front)`` fit parameters routed as Pipeline routes them, by each
+        step's set_fit_request: the earlier steps get what one of them requested,
+        and route it among themselves."""
+        routed = process_routing(self, "fit", **params)
+        requested = {key for step, _ in self.steps[:-1] if step in routed
+                     for method in routed[step].values() for key in method}
+        return dict(routed[name].fit), {key: params[key] for key in requested}
+
+    @staticmethod
+    def _split_fit_params(name, params):
+        """``(head, front)`` fit parameters from ``<step>__<parameter>`` names; the
+        front keeps its prefixes for the Pipeline of the earlier steps."""
+        head_params, front_params = {}, {}
+        for key, value in params.items():
+            step, sep, param = key.partition("__")
+            if not sep:
+                raise ValueError(
+                    f"Fit parameter {key!r} does not name a step: pass "
+                    "<step>__<parameter>, for example "
+                    f"{name}__sample_weight."
+                )
+            if step == name:
+                head_params[param] = value
+            else:
+                front_params[key] = value
+        return head_params, front_params
 
     def fit_predict(self, X, y=None, **params):
         """Fit, then predict ``X`` (the last step's predictions of its own

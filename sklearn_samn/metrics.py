@@ -179,7 +179,7 @@ def shot_accuracy(y_true, y_pred, *, class_counts, labels=None, thresholds=(100,
         else:
             labels = unique_labels(y_true, y_pred)
     labels = np.asarray(labels)
-    missing = np.setdiff1d(unique_labels(y_true), labels)
+    missing = _outside(y_true, labels)
     if missing.size:
         raise ValueError(
             f"y_true has labels {missing.tolist()} that are not in labels: give their "
@@ -200,11 +200,16 @@ def _nanmean(values):
     return float(values.mean()) if values.size else float("nan")
 
 
+def _outside(y_true, labels):
+    """The labels of ``y_true`` that are not in ``labels``, sorted."""
+    return np.setdiff1d(unique_labels(y_true), labels)
+
+
 def _with_unseen(labels, counts, y_true):
     """A fitted model's ``labels`` and training ``counts``, followed by the labels
     of ``y_true`` it was not trained on, with count 0 (so that they count in the
     balanced accuracy, as misses, and in the few-shot group)."""
-    unseen = np.setdiff1d(unique_labels(y_true), labels)
+    unseen = _outside(y_true, labels)
     return (np.concatenate([np.asarray(labels), unseen]),
             np.concatenate([np.asarray(counts, dtype=float), np.zeros(unseen.shape[0])]))
 

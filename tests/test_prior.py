@@ -360,17 +360,24 @@ def test_cross_validation_and_clone_keep_the_prior():
     assert np.all(scores > 0.5)
 
 
+def _scaled_head_by_hand(X, y, names, weights, scaler_weight=None):
+    """``coef_`` of StandardScaler then SAMNClassifier(max_norm=8) fitted step by
+    step, the names sent through the fitted scaler: what the prior's pipeline
+    must give."""
+    front = StandardScaler().fit(X, sample_weight=scaler_weight)
+    return SAMNClassifier(max_norm=8.0, device="cpu",
+                          class_embeddings=front.transform(names)).fit(
+        front.transform(X), y, sample_weight=weights).coef_
+
+
 def test_the_pipeline_passes_fit_parameters_to_its_steps():
     X, y, _, _, names = tail_problem()
     pipe = make_prior_pipeline(StandardScaler(), SAMNClassifier(max_norm=8.0, device="cpu"),
                                class_embeddings=names)
     weights = np.where(y == 0, 0.5, 1.0)
     a = pipe.fit(X, y, samnclassifier__sample_weight=weights)[-1].coef_.copy()
-    front = StandardScaler().fit(X)
-    b = SAMNClassifier(max_norm=8.0, device="cpu",
-                       class_embeddings=front.transform(names)).fit(
-        front.transform(X), y, sample_weight=weights).coef_
-    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(a, _scaled_head_by_hand(X, y, names, weights), rtol=1e-6,
+                               atol=1e-9)
     with pytest.raises(ValueError, match="does not name a step"):
         pipe.fit(X, y, sample_weight=weights)
 
@@ -389,10 +396,8 @@ def test_regression_the_pipeline_routes_metadata_as_pipeline_does():
                 SAMNClassifier(max_norm=8.0, device="cpu").set_fit_request(sample_weight=True),
                 class_embeddings=names)
             a = pipe.fit(X, y, sample_weight=weights)[-1].coef_.copy()
-            front = StandardScaler().fit(X, sample_weight=weights if front_request else None)
-            b = SAMNClassifier(max_norm=8.0, device="cpu",
-                               class_embeddings=front.transform(names)).fit(
-                front.transform(X), y, sample_weight=weights).coef_
+            b = _scaled_head_by_hand(X, y, names, weights,
+                                     scaler_weight=weights if front_request else None)
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
             with pytest.raises(TypeError, match="unexpected argument"):
                 pipe.fit(X, y, samnclassifier__sample_weight=weights)
