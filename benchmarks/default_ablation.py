@@ -75,20 +75,16 @@ def _uncentred(X, sample_weight):
 DELTAS = (-0.1, -0.05, 0.0, 0.05, 0.1, 0.15, 0.2)
 
 
-def _adjusted_fold_predict(delta):
-    """``HeadObjective.predict`` with the bias lowered by ``delta`` times the
-    fold's own logit offset (the log of its training prior): the out-of-fold
-    predictions of a head whose post-hoc adjustment strength is ``1 + delta``."""
-    import torch
+def _adjusted_fold_scores(delta):
+    """``HeadObjective._block_scores`` (what its ``predict`` takes the argmax of)
+    with the bias lowered by ``delta`` times the fold's own logit offset (the
+    log of its training prior): the out-of-fold predictions of a head whose
+    post-hoc adjustment strength is ``1 + delta``."""
+    block_scores = lbfgs_module.HeadObjective._block_scores
 
-    def predict(self, head, rows):
-        with torch.no_grad():
-            weights, bias = head()
-            bias = bias - delta * self.offset_t
-            out = [self._block_scores(xb, weights, bias).argmax(dim=1)
-                   for xb in self.stream.blocks(rows.host, rows.device)]
-            return torch.cat(out).cpu().numpy()
-    return predict
+    def adjusted(self, xb, weights, bias):
+        return block_scores(self, xb, weights, bias - delta * self.offset_t)
+    return adjusted
 
 
 def _adjusted_predict(model, y, delta):
@@ -185,8 +181,8 @@ def fit_predict(name, X, y, E, names):
     if delta == "cv":
         fits = []
         for delta in DELTAS:
-            with mock.patch.object(lbfgs_module.HeadObjective, "predict",
-                                   _adjusted_fold_predict(delta)):
+            with mock.patch.object(lbfgs_module.HeadObjective, "_block_scores",
+                                   _adjusted_fold_scores(delta)):
                 model = prior_study.fitted(X, y, E, use_prior=names, **params)
             fits.append((np.max(model.cv_results_["balanced_accuracy"]), -abs(delta),
                          delta, model))

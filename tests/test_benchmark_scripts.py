@@ -285,21 +285,22 @@ def test_default_ablation_tau_rows_shift_the_scores_by_the_log_prior():
     assert set(ablation._adjusted_predict(model, y, 50.0)(X)) <= rarest
     assert set(ablation._adjusted_predict(model, y, -50.0)(X)) == {np.argmax(counts)}
 
-    original = _lbfgs.HeadObjective.predict
+    original, block_scores = _lbfgs.HeadObjective.predict, _lbfgs.HeadObjective._block_scores
     predict, _ = ablation.fit_predict("tau_by_cv", X, y, None, False)
     assert predict(X).shape == y.shape
-    assert _lbfgs.HeadObjective.predict is original
+    assert _lbfgs.HeadObjective._block_scores is block_scores
     # Out of fold: delta 0 is the package's own prediction; a large delta the rarest.
     seen = {}
 
     def spy(delta):
-        shifted = ablation._adjusted_fold_predict(delta)
-
         def predict(self, head, rows):
+            with mock.patch.object(_lbfgs.HeadObjective, "_block_scores",
+                                   ablation._adjusted_fold_scores(delta)):
+                shifted = original(self, head, rows)
             seen.setdefault(delta, []).append(
-                (shifted(self, head, rows), original(self, head, rows),
+                (shifted, original(self, head, rows),
                  set(np.flatnonzero(self.offset_t.numpy() == self.offset_t.min().item()))))
-            return seen[delta][-1][0]
+            return shifted
         return predict
 
     for delta in (0.0, 50.0):
