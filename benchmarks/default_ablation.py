@@ -1,9 +1,10 @@
 """One-factor ablation of today's default, on both dev sets' validation rows.
 
 Each row changes one thing of ``SAMNClassifier()`` (full-batch L-BFGS, the
-norm cap chosen by 5-fold cross-validation with stand-ins for the one-sample
-classes, the logit-adjusted loss, standardised inputs, and the class norms
-kept non-increasing in class count by PAVA) and is scored, like
+norm cap and the logit adjustment strength chosen by 5-fold cross-validation
+with stand-ins for the one-sample classes, the logit-adjusted loss,
+standardised inputs, and the class norms kept non-increasing in class count
+by PAVA) and is scored, like
 ``prior_study.py``, on up to 20 unused training-pool rows per class for each
 long-tailed training set (BANKING77 and HWU64, IF 100/50/10, seeds 0-4): the
 test splits are not read. The ablation runs without and with the
@@ -16,11 +17,10 @@ on the other problems of ``run.py`` (``--no-elsewhere`` leaves it out).
                                           [--out DEFAULT_ABLATION.md]
 
 Rows that switch off what the package does not expose (the monotone order,
-the centring) patch one private function for the duration of the fit. The
-``tau_*`` rows change the strength of the logit adjustment after the fit
-(scores minus (tau - 1) log of the training prior); ``tau_by_cv`` chooses it
-with the cap by the fit's own cross-validation (a fit per strength, the
-out-of-fold predictions adjusted the same way).
+the centring, the choice of the strength) patch one private function or
+constant for the duration of the fit. The ``tau_*`` rows fix the strength of
+the logit adjustment (``tau_1`` is the default before the strength was
+chosen); ``tau_wide`` widens the range it is chosen from.
 ``ABLATION.md`` is the older ablation of the previous default (Adam, a fixed
 pass budget); this one is of the current default.
 """
@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baselines  # noqa: E402
 import prior_study  # noqa: E402
 
-import sklearn_samn._lbfgs as lbfgs_module  # noqa: E402
 import sklearn_samn._samn as samn_module  # noqa: E402
+import sklearn_samn._selection as selection_module  # noqa: E402
 import sklearn_samn._training as training_module  # noqa: E402
 from sklearn_samn._pava import monotone_projection_torch  # noqa: E402
 
@@ -69,34 +69,6 @@ def _uncentred(X, sample_weight):
         block = np.asarray(X[rows], dtype=np.float64)
         sq += sample_weight[rows] @ np.einsum("ij,ij->i", block, block)
     return np.zeros(X.shape[1]), float(np.sqrt(sq / sample_weight.sum()))
-
-
-# The extra logit adjustment strengths (tau - 1) that `tau_by_cv` chooses among.
-DELTAS = (-0.1, -0.05, 0.0, 0.05, 0.1, 0.15, 0.2)
-
-
-def _adjusted_fold_scores(delta):
-    """``HeadObjective._block_scores`` (what its ``predict`` takes the argmax of)
-    with the bias lowered by ``delta`` times the fold's own logit offset (the
-    log of its training prior): the out-of-fold predictions of a head whose
-    post-hoc adjustment strength is ``1 + delta``."""
-    block_scores = lbfgs_module.HeadObjective._block_scores
-
-    def adjusted(self, xb, weights, bias):
-        return block_scores(self, xb, weights, bias - delta * self.offset_t)
-    return adjusted
-
-
-def _adjusted_predict(model, y, delta):
-    """``model.predict`` with ``delta`` times the log of the training prior of
-    ``y`` subtracted from the scores (a post-hoc strength of ``1 + delta``)."""
-    counts = np.bincount(np.searchsorted(model.classes_, y), minlength=len(model.classes_))
-    log_prior = np.log(counts / counts.sum())
-
-    def predict(X):
-        return model.classes_[np.argmax(model.decision_function(X) - delta * log_prior,
-                                        axis=1)]
-    return predict
 
 
 # name: (what it changes, patches {(module, attribute): value}, parameters);
@@ -137,18 +109,15 @@ ROWS = {
     "adam_free_norms": ("Adam and no monotone order (`adam` with PAVA off)",
                         {(training_module, "monotone_projection_torch"): _free_norms},
                         {"solver": "adam"}),
-    # The strength tau of the logit adjustment (1 in the loss). A fixed extra
-    # adjustment after the fit, each way, and one chosen with the cap by the
-    # fit's own cross-validation (a fit per strength; the path's scores are
-    # those of the adjusted out-of-fold predictions).
-    "tau_0.9": ("logit adjustment strength 0.9: the fitted scores plus 0.1 log(training "
-                "prior)", {}, {"delta": -0.1}),
-    "tau_1.1": ("logit adjustment strength 1.1: the fitted scores minus 0.1 "
-                "log(training prior)", {}, {"delta": 0.1}),
-    "tau_by_cv": ("the strength chosen with the cap by the cross-validation, among 1 + ("
-                  + ", ".join(f"{d:g}" for d in DELTAS) + "): the best out-of-fold "
-                  "balanced accuracy over the caps and strengths (ties to the strength "
-                  "nearest 1)", {}, {"delta": "cv"}),
+    # The strength of the logit adjustment, chosen with the cap by the
+    # default's cross-validation; here fixed (the cap still chosen, at it).
+    **{f"tau_{tau:g}": (f"logit adjustment strength fixed at {tau:g} instead of chosen "
+                        "with the cap" + (" (the default before)" if tau == 1.0 else ""),
+                        {(selection_module, "_LOGIT_ADJUSTMENTS"): (tau,)}, {})
+       for tau in (0.9, 1.0, 1.1)},
+    "tau_wide": ("the strength chosen among 0.9 to 1.5 in steps of 0.05 instead of 0.9 "
+                 "to 1.2", {(selection_module, "_LOGIT_ADJUSTMENTS"):
+                            tuple(round(0.9 + 0.05 * k, 2) for k in range(13))}, {}),
 }
 REFERENCES = {
     "lr_cv_la": "LogisticRegression (C by 3-fold CV) + post-hoc logit adjustment",
@@ -176,25 +145,13 @@ def fit_predict(name, X, y, E, names):
     if name == "lr_trick":
         return baselines.fit_lr_la_name(X, y, E, seed=0).predict, np.nan
     _, patches, params = ROWS[name]
-    params = dict(params)
-    delta = params.pop("delta", 0.0)
-    if delta == "cv":
-        fits = []
-        for delta in DELTAS:
-            with mock.patch.object(lbfgs_module.HeadObjective, "_block_scores",
-                                   _adjusted_fold_scores(delta)):
-                model = prior_study.fitted(X, y, E, use_prior=names, **params)
-            fits.append((np.max(model.cv_results_["balanced_accuracy"]), -abs(delta),
-                         delta, model))
-        _, _, delta, model = max(fits, key=lambda fit: fit[:2])
-        return _adjusted_predict(model, y, delta), _share_at_cap(model)
     with ExitStack() as stack:
         for (module, attribute), value in patches.items():
             stack.enter_context(mock.patch.object(module, attribute, value))
         model = prior_study.fitted(X, y, E, use_prior=names, **params)
         # Inside the patches: the norms come from the head as it was fitted.
         at_cap = _share_at_cap(model)
-    return (_adjusted_predict(model, y, delta) if delta else model.predict), at_cap
+    return model.predict, at_cap
 
 
 def study(dataset, seeds, rows, names, imbalance=IMBALANCE):

@@ -340,6 +340,35 @@ MUTANTS = [
         new="        if False:\n",
         tests=("tests/test_samn.py",),
     ),
+    Mutant(
+        name="strength-not-applied",
+        what="the logit adjustment strength chosen by the CV is reported but the final "
+             "head's bias is not moved by it",
+        path="sklearn_samn/_lbfgs.py",
+        old="            state[\"bias\"] = state[\"bias\"] + (1.0 - strength) * offset\n",
+        new="            state[\"bias\"] = state[\"bias\"] + 0.0 * offset\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
+        name="fold-strength-sign-flipped",
+        what="out of fold, a strength above 1 moves the scores towards the frequent "
+             "classes instead of the rare ones",
+        path="sklearn_samn/_lbfgs.py",
+        old="            shifts = [None if s == 1.0 else (1.0 - s) * self.offset_t "
+            "for s in strengths]\n",
+        new="            shifts = [None if s == 1.0 else (s - 1.0) * self.offset_t "
+            "for s in strengths]\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
+        name="strength-ties-to-the-first",
+        what="a tie between strengths goes to the first of the grid, not to the one "
+             "nearest 1",
+        path="sklearn_samn/_selection.py",
+        old="        k = preference[np.argmax(by_strength[preference])]\n",
+        new="        k = int(np.argmax(by_strength))\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
 ]
 
 

@@ -12,6 +12,11 @@ with or without the class-name prior, on the splits of ``prior_study.py``:
 2. one fit per cap of the grid, at that fixed cap, is scored on the
    validation rows drawn from the training pool (the test split is not read).
 
+Everything here is at the logit adjustment strength 1 (the loss's own): the
+recorded paths, the fixed-cap fits and the ``default (real fit)`` row. The
+shipped default also chooses the strength with the cap: the row ``default
+with the logit adjustment strength chosen too`` shows what that adds.
+
 A rule is then a function of the recorded path alone: it picks a cap, and
 scores that cap's fixed fit. So dozens of rules cost seconds once the paths
 are recorded, and every rule is judged on the same fits. (The default's
@@ -61,6 +66,7 @@ def _recording(path):
     block_scores = lbfgs_module.HeadObjective._block_scores
     balanced_accuracy = selection_module.balanced_accuracy
     patience = selection_module._PATIENCE
+    strengths = selection_module._LOGIT_ADJUSTMENTS
 
     def keep_scores(self, xb, weights, bias):
         out = block_scores(self, xb, weights, bias)
@@ -76,11 +82,25 @@ def _recording(path):
         lbfgs_module.HeadObjective._block_scores = keep_scores
         selection_module.balanced_accuracy = record_step
         selection_module._PATIENCE = len(GRID)
+        selection_module._LOGIT_ADJUSTMENTS = (1.0,)
         yield
     finally:
         lbfgs_module.HeadObjective._block_scores = block_scores
         selection_module.balanced_accuracy = balanced_accuracy
         selection_module._PATIENCE = patience
+        selection_module._LOGIT_ADJUSTMENTS = strengths
+
+
+@contextlib.contextmanager
+def _strength_one():
+    """Inside: the default keeps the loss's logit adjustment (strength 1), as
+    the fixed-cap fits that the rules are scored on do."""
+    strengths = selection_module._LOGIT_ADJUSTMENTS
+    try:
+        selection_module._LOGIT_ADJUSTMENTS = (1.0,)
+        yield
+    finally:
+        selection_module._LOGIT_ADJUSTMENTS = strengths
 
 
 def record(dataset, seed, imbalance=prior_study.IMBALANCE):
@@ -97,7 +117,9 @@ def record(dataset, seed, imbalance=prior_study.IMBALANCE):
             path, path_trend = [], []
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                real = SAMNClassifier(**params).fit(X, y)
+                shipped = SAMNClassifier(**params).fit(X, y)
+                with _strength_one():
+                    real = SAMNClassifier(**params).fit(X, y)
                 with _recording(path):
                     SAMNClassifier(**params).fit(X, y)
                 lbfgs_module._STAND_INS = False
@@ -115,6 +137,7 @@ def record(dataset, seed, imbalance=prior_study.IMBALANCE):
             cases.append(dict(dataset=dataset, seed=seed, imbalance=ir, prior=prior,
                               path=path, path_trend=path_trend, fixed=np.array(fixed),
                               real_default=balanced_accuracy_score(y_val, real.predict(X_val)),
+                              shipped=balanced_accuracy_score(y_val, shipped.predict(X_val)),
                               real_cap=real.max_norm_))
             print(f"{dataset} IF{ir} seed{seed} prior={prior}: recorded",
                   file=sys.stderr, flush=True)
@@ -243,6 +266,8 @@ def replay(cases, seeds):
     picks.update({name: lambda c, rule=rule: c["fixed"][rule(c["path_trend"])]
                   for name, rule in TREND_RULES.items()})
     picks["default (real fit)"] = lambda c: c["real_default"]
+    picks["default with the logit adjustment strength chosen too (as shipped)"] = \
+        lambda c: c["shipped"]
     picks["oracle (best cap per split, hindsight)"] = lambda c: c["fixed"].max()
     for k, cap in enumerate(GRID):
         if 4 <= cap <= 32:

@@ -145,13 +145,22 @@ class HeadObjective:
             xb = torch.sub(xb, self.shift_t).mul_(self.inv_scale)
         return torch.addmm(bias, xb, weights.T)
 
-    def predict(self, head, rows):
-        """Predicted classes (argmax of the head's scores) of ``rows``, a BlockRows."""
+    def predict(self, head, rows, strengths=(1.0,)):
+        """Predicted classes of ``rows`` (a BlockRows) for each logit adjustment
+        strength of ``strengths``: the argmax of the head's scores minus
+        ``strength - 1`` times this objective's logit offset (the log of its
+        training prior). Returns an array of shape ``(len(strengths), n_rows)``."""
         with torch.no_grad():
             weights, bias = head()
-            out = [self._block_scores(xb, weights, bias).argmax(dim=1)
-                   for xb in self.stream.blocks(rows.host, rows.device)]
-            return torch.cat(out).cpu().numpy()
+            shifts = [None if s == 1.0 else (1.0 - s) * self.offset_t for s in strengths]
+            out = []
+            for xb in self.stream.blocks(rows.host, rows.device):
+                scores = self._block_scores(xb, weights, bias)
+                out.append(torch.stack([
+                    (scores if shift is None else scores + shift).argmax(dim=1)
+                    for shift in shifts
+                ]))
+            return torch.cat(out, dim=1).cpu().numpy()
 
 
 def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
@@ -385,10 +394,13 @@ def train_head_lbfgs(
     state : dict of ndarray
         The fitted head's parameters (float64).
     info : dict
-        ``max_norm`` (the cap used), ``n_iter`` and ``converged`` (the final
+        ``max_norm`` (the cap used), ``logit_adjustment`` (the strength of the
+        logit adjustment in the returned head's bias: 1 unless the CV chose
+        another, 0 for plain cross-entropy), ``n_iter`` and ``converged`` (the final
         fit), ``loss_curve`` (its objective after each iteration) and, with
         ``"cv"``, ``cv_results`` (caps tried, their scores, fold iterations).
     """
+    from . import _selection
     from ._prior import prior_offset_counts, prior_rows_on_device
     from ._streaming import RowStream
     from ._threads import torch_threads_for
@@ -421,10 +433,18 @@ def train_head_lbfgs(
             )
 
         info = {}
+        strength = 1.0
+        offset = logit_offset(loss, prior_offset_counts(
+            np.bincount(y, weights=sample_weight, minlength=n_classes), prior))
         if max_norm == "cv":
-            max_norm, state, info["cv_results"] = _cross_validate(
+            # Where the loss's offset is the same for every class (plain
+            # cross-entropy, balanced classes), a strength moves every score
+            # alike: only 1 is scored.
+            strengths = _selection._LOGIT_ADJUSTMENTS if np.ptp(offset) > 0 else (1.0,)
+            max_norm, strength, state, info["cv_results"] = _cross_validate(
                 variant, initial_state, y, sample_weight, class_count, objective,
                 n_folds, tol, max_iter, device, random_state, verbose, block=block,
+                strengths=tuple(strengths),
             )
         else:
             state = initial_state(sample_weight)
@@ -448,9 +468,20 @@ def train_head_lbfgs(
         if verbose:
             _say(f"final fit: max_norm {max_norm}, {n_iter} L-BFGS iterations, "
                  f"loss {loss_curve[-1] if loss_curve else float('nan'):.6f}")
-        info.update(max_norm=max_norm, n_iter=n_iter, converged=converged,
-                    loss_curve=loss_curve)
-        return head_state(head), info
+        state = head_state(head)
+        if strength != 1.0:
+            # The chosen post-hoc strength: the bias moves by (1 - strength)
+            # times the loss's offset on all the rows, as each fold's
+            # predictions moved by its own offset.
+            state["bias"] = state["bias"] + (1.0 - strength) * offset
+        if loss != "logit_adjusted":
+            # Plain cross-entropy adjusts nothing: its strength is 0.
+            strength = 0.0
+            if "cv_results" in info:
+                info["cv_results"]["logit_adjustment"][:] = 0.0
+        info.update(max_norm=max_norm, logit_adjustment=strength, n_iter=n_iter,
+                    converged=converged, loss_curve=loss_curve)
+        return state, info
 
 
 def _at_norm(state, variant, max_norm):
@@ -493,8 +524,13 @@ def _say(message):
 
 
 def _cross_validate(variant, initial_state, y, sample_weight, class_count, objective,
-                    n_folds, tol, max_iter, device, random_state, verbose, *, block):
-    """The CV path of :func:`train_head_lbfgs`: ``(max_norm, start_state, results)``.
+                    n_folds, tol, max_iter, device, random_state, verbose, *, block,
+                    strengths):
+    """The CV path of :func:`train_head_lbfgs`.
+
+    The path scores every logit adjustment strength of ``strengths`` at each
+    cap, on the same out-of-fold scores, and returns ``(max_norm, strength,
+    start_state, results)``.
 
     The start of the final fit is the mean of the folds' heads at the chosen
     cap (unit directions averaged and renormalised, log-norms and biases
@@ -545,8 +581,8 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
         # Every class has a single sample: nothing can be held out, and the
         # strongest cap (closest to the nearest-class-mean rule) is kept.
         empty = {"max_norm": np.array([]), "balanced_accuracy": np.array([]),
-                 "n_iter": np.array([], dtype=int)}
-        return MAX_NORM_GRID[0], initial_state(sample_weight), empty
+                 "logit_adjustment": np.array([]), "n_iter": np.array([], dtype=int)}
+        return MAX_NORM_GRID[0], 1.0, initial_state(sample_weight), empty
     n_iter = {}
 
     def evaluate(fold, max_norm):
@@ -556,7 +592,7 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
         )
         n_iter[max_norm] = n_iter.get(max_norm, 0) + iterations
         fold["states"][max_norm] = head_state(fold["head"])
-        pred = fold["objective"].predict(fold["head"], fold["held_out_rows"])
+        pred = fold["objective"].predict(fold["head"], fold["held_out_rows"], strengths)
         rows = fold["held_out"]
         labels = y[rows]
         if fold["virtual"] is not None:
@@ -570,10 +606,11 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
         for fold in folds:
             fold["states"].pop(max_norm, None)
 
-    def report(max_norm, score):
+    def report(max_norm, score, strength):
         if verbose:
             _say(f"max_norm {max_norm:.3g}: out-of-fold balanced accuracy "
-                 f"{score:.4f} ({n_iter[max_norm]} L-BFGS iterations over the folds)")
+                 f"{score:.4f} at logit adjustment {strength:g} "
+                 f"({n_iter[max_norm]} L-BFGS iterations over the folds)")
 
     if any(fold["virtual"] is not None for fold in folds):
         unscored = ("stand_ins", n_single, len(class_count))
@@ -581,8 +618,9 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
         unscored = _unscored_classes(y, sample_weight, fold_of, folds, len(class_count))
     else:
         unscored = None
-    best, tried, scores = select_max_norm(
-        folds, evaluate, unscored=unscored, forget=forget, report=report
+    best, strength, tried, scores, best_strengths = select_max_norm(
+        folds, evaluate, strengths=strengths, unscored=unscored, forget=forget,
+        report=report,
     )
     states = [fold["states"][best] for fold in folds]
     directions = np.mean(
@@ -595,8 +633,9 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
         "bias": np.mean([s["bias"] for s in states], axis=0),
     }
     results = {"max_norm": np.array(tried), "balanced_accuracy": np.array(scores),
+               "logit_adjustment": np.array(best_strengths),
                "n_iter": np.array([n_iter[cap] for cap in tried])}
-    return best, start, results
+    return best, strength, start, results
 
 
 def _stand_in_order(y, sample_weight, n_folds, n_classes, random_state):

@@ -35,7 +35,9 @@ _ARRAYS_ONLY_DIGEST_VERSION = 1
 _ARRAYS = ("classes_", "coef_", "intercept_", "class_count_", "loss_curve_")
 # The cap and the cross-validation path are optional entries (the metadata's
 # "max_norm_", arrays "cv_results.<key>"): files written before they were
-# saved load without those attributes.
+# saved load without those attributes. So is "logit_adjustment_"; files
+# written before it was chosen load with the strength their heads were fitted
+# at (1, or 0 for plain cross-entropy).
 _CV_RESULTS = "cv_results."
 
 
@@ -197,6 +199,7 @@ def save(estimator, path):
         "device_": str(estimator.device_),
         "head_variant": estimator._head_variant,
         "max_norm_": None if max_norm is None else float(max_norm),
+        "logit_adjustment_": float(estimator.logit_adjustment_),
         "cv_results_": cv_results is not None,
     }
     meta["sha256"] = _digest(meta, arrays)
@@ -325,6 +328,9 @@ def _rebuild(meta, arrays):
     estimator._head_variant = str(meta["head_variant"])
     if "max_norm_" in meta:
         estimator.max_norm_ = None if meta["max_norm_"] is None else float(meta["max_norm_"])
+    # Files written before the strength was chosen hold heads fitted at 1.
+    estimator.logit_adjustment_ = float(meta.get(
+        "logit_adjustment_", 1.0 if estimator.loss == "logit_adjusted" else 0.0))
     if "cv_results_" in meta:
         estimator.cv_results_ = {
             name[len(_CV_RESULTS):]: value for name, value in arrays.items()

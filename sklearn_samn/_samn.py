@@ -125,10 +125,13 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         ``solver="lbfgs"`` and ``variant="invariant"``, chosen by ``cv``-fold
         cross-validation on the training data among caps a factor sqrt(2)
         apart from 2 to 64 (balanced accuracy of the out-of-fold
-        predictions; see ``cv_results_``); otherwise no cap. The final fit on
-        every row then starts from the folds' mean head or from the class
-        means at the chosen cap, whichever has the lower loss. A float fixes
-        the cap; ``None`` trains without one.
+        predictions; see ``cv_results_``); otherwise no cap. The same
+        cross-validation chooses, with the cap and from the same out-of-fold
+        scores, the strength of the logit adjustment among 0.9 to 1.2 in
+        steps of 0.05 (``logit_adjustment_``; 1 is the loss's own). The final
+        fit on every row then starts from the folds' mean head or from the
+        class means at the chosen cap, whichever has the lower loss. A float
+        fixes the cap (and the strength at 1); ``None`` trains without one.
 
     cv : int, default=5
         Number of folds of the internal cross-validation of
@@ -247,13 +250,21 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         The cap on the class norms of the fitted head (chosen, given, or
         ``None``).
 
+    logit_adjustment_ : float
+        The strength of the logit adjustment in the fitted scores: the
+        intercepts are those of the fitted head minus ``logit_adjustment_ - 1``
+        times the log of the training prior. 1 (the loss's own adjustment)
+        unless ``max_norm="auto"`` chose another with the cap (see
+        ``cv_results_``); 0 for ``loss="cross_entropy"``.
+
     cv_results_ : dict or None
         With ``max_norm="auto"`` and ``solver="lbfgs"``: ``"max_norm"``, the
         caps tried in order, ``"balanced_accuracy"``, their out-of-fold
-        balanced accuracy, and ``"n_iter"``, the L-BFGS iterations the folds
-        took at each cap (arrays of the same length). The path stops after
-        three caps in a row that do not improve on the best. ``None``
-        otherwise.
+        balanced accuracy at the best logit adjustment strength,
+        ``"logit_adjustment"``, that strength, and ``"n_iter"``, the L-BFGS
+        iterations the folds took at each cap (arrays of the same length).
+        The path stops after three caps in a row that do not improve on the
+        best. ``None`` otherwise.
 
     n_iter_ : int
         L-BFGS iterations of the final fit (``"lbfgs"``), or passes over the
@@ -517,6 +528,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
             max_norm = info["max_norm"]
             loss_curve, converged = info["loss_curve"], info["converged"]
             n_iter = info["n_iter"]
+            strength = info["logit_adjustment"]
             self.cv_results_ = info.get("cv_results")
         else:
             head = build_head(
@@ -546,6 +558,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
             )
             state = head_state(head)
             n_iter = len(loss_curve)
+            strength = 1.0 if self.loss == "logit_adjusted" else 0.0
             self.cv_results_ = None
 
         weights, bias = effective_weights(self.variant, state, class_count, max_norm)
@@ -554,6 +567,7 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         self.coef_ = weights / scale
         self.intercept_ = bias - self.coef_ @ shift
         self.max_norm_ = max_norm
+        self.logit_adjustment_ = strength
         self.n_iter_ = n_iter
         self.loss_curve_ = loss_curve
         self.device_ = str(device)

@@ -17,6 +17,13 @@ import numpy as np
 # large end on every problem measured (benchmarks/SELECTION.md).
 MAX_NORM_GRID = tuple(float(2.0 * 2.0 ** (k / 2)) for k in range(11))
 _PATIENCE = 3
+# The strengths of the logit adjustment tried at each cap (1: the loss's own).
+# The loss adjusts with the training prior of all the rows, but rare classes
+# learnt from one or two rows score lower on new rows than on their own, so
+# the best post-hoc strength can be above 1 (up to +0.5 points of balanced
+# accuracy on HWU64-LT, validation rows; benchmarks/DEFAULT_ABLATION.md).
+# Each strength is scored on the same out-of-fold scores: no extra fit.
+_LOGIT_ADJUSTMENTS = (0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2)
 # How classes that no fold holds out are credited (see credit()).
 _CREDIT_RULE = "trend"
 
@@ -137,8 +144,12 @@ def credit(recall, log_train, log_unscored):
 
 
 def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=None, *,
-                    unscored=None, forget=None, report=None):
+                    strengths=(1.0,), unscored=None, forget=None, report=None):
     """Walk the caps of ``grid`` in order; return the best and the path.
+
+    At each cap every logit adjustment strength of ``strengths`` is scored on
+    the same out-of-fold predictions; the cap's score is that of its best
+    strength (ties to the strength nearest 1).
 
     Parameters
     ----------
@@ -147,47 +158,65 @@ def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=None, *,
     evaluate : callable
         ``evaluate(fold, max_norm)`` fits that fold's head at ``max_norm``
         (warm-started from its previous cap) and returns its out-of-fold
-        predictions as ``(y, pred, sample_weight)``.
+        predictions as ``(y, pred, sample_weight)``; ``pred`` has shape
+        ``(len(strengths), n_rows)`` (one row of predictions per strength)
+        or ``(n_rows,)`` with a single strength.
     grid : sequence of float
     patience : int or None
         Stop after this many caps in a row that do not beat the best
         (``None``: ``_PATIENCE``, read at call time).
+    strengths : sequence of float
+        The logit adjustment strengths that ``pred`` holds, in its order.
     forget : callable or None
         ``forget(max_norm)`` is called once a cap can no longer be chosen, so
         that the caller may drop what it kept for it.
     unscored : tuple or None
         Classes that no fold holds out, passed to :func:`balanced_accuracy`.
     report : callable or None
-        ``report(max_norm, score)`` after each cap.
+        ``report(max_norm, score, strength)`` after each cap.
 
     Returns
     -------
     best : float
         The cap with the highest pooled out-of-fold balanced accuracy; ties
         go to the smaller cap (the stronger regularisation).
+    strength : float
+        The best strength at ``best``.
     tried : list of float
     scores : list of float
+        The score of each cap tried, at its best strength.
+    best_strengths : list of float
+        That strength, for each cap tried.
     """
     if patience is None:
         patience = _PATIENCE
-    tried, scores = [], []
-    best, best_score, worse = None, -np.inf, 0
+    # Nearest 1 first: a tie keeps the adjustment of the loss.
+    preference = np.argsort([abs(s - 1.0) for s in strengths], kind="stable")
+    tried, scores, best_strengths = [], [], []
+    best, best_strength, best_score, worse = None, None, -np.inf, 0
     for max_norm in grid:
         parts = [evaluate(fold, max_norm) for fold in folds]
-        y, pred, weight = (np.concatenate(p) for p in zip(*parts))
-        score = balanced_accuracy(y, pred, weight, unscored)
+        y = np.concatenate([p[0] for p in parts])
+        weight = np.concatenate([p[2] for p in parts])
+        pred = np.concatenate([np.reshape(p[1], (len(strengths), -1)) for p in parts],
+                              axis=1)
+        by_strength = np.array([balanced_accuracy(y, pred[k], weight, unscored)
+                                for k in range(len(strengths))])
+        k = preference[np.argmax(by_strength[preference])]
+        score, strength = float(by_strength[k]), float(strengths[k])
         tried.append(max_norm)
         scores.append(score)
+        best_strengths.append(strength)
         if report is not None:
-            report(max_norm, score)
+            report(max_norm, score, strength)
         if score > best_score:
             if forget is not None and best is not None:
                 forget(best)
-            best, best_score, worse = max_norm, score, 0
+            best, best_strength, best_score, worse = max_norm, strength, score, 0
         else:
             if forget is not None:
                 forget(max_norm)
             worse += 1
             if worse >= patience:
                 break
-    return best, tried, scores
+    return best, best_strength, tried, scores, best_strengths

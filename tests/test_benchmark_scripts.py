@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 
@@ -265,49 +264,35 @@ def test_default_ablation_rows_change_what_they_say():
     assert (_training.monotone_projection_torch, _samn._weighted_centre_and_scale) == saved
 
 
-def test_default_ablation_tau_rows_shift_the_scores_by_the_log_prior():
-    """The tau rows: a post-hoc strength ``1 + delta`` lowers each class's score by
-    ``delta`` times the log of its training prior, after the fit (``delta=0``
-    is ``predict``; a large ``delta`` sends every row to the rarest class, a
-    large negative one to the most frequent), and inside the CV the same shift
-    of the fold's own offset; the patch is gone after the fit."""
-    from sklearn_samn import SAMNClassifier, _lbfgs
+def test_default_ablation_tau_rows_fix_the_strength_for_the_fit_only():
+    """The tau rows: the default's cross-validation keeps one strength (the cap
+    still chosen at it), the fitted model reports it, and the default's own
+    grid is back after the fit."""
+    from sklearn_samn import _selection
 
     from .conftest import make_long_tailed_blobs
 
     ablation = benchmark_module("default_ablation")
     X, y = make_long_tailed_blobs()
-    counts = np.bincount(y)
-    model = SAMNClassifier(max_norm=4.0, device="cpu", random_state=0).fit(X, y)
-    np.testing.assert_array_equal(ablation._adjusted_predict(model, y, 0.0)(X),
-                                  model.predict(X))
-    rarest = set(np.flatnonzero(counts == counts.min()))
-    assert set(ablation._adjusted_predict(model, y, 50.0)(X)) <= rarest
-    assert set(ablation._adjusted_predict(model, y, -50.0)(X)) == {np.argmax(counts)}
+    grid = _selection._LOGIT_ADJUSTMENTS
+    fitted = []
+    real_fitted = ablation.prior_study.fitted
 
-    original, block_scores = _lbfgs.HeadObjective.predict, _lbfgs.HeadObjective._block_scores
-    predict, _ = ablation.fit_predict("tau_by_cv", X, y, None, False)
-    assert predict(X).shape == y.shape
-    assert _lbfgs.HeadObjective._block_scores is block_scores
-    # Out of fold: delta 0 is the package's own prediction; a large delta the rarest.
-    seen = {}
+    def keep(*args, **kwargs):
+        fitted.append(real_fitted(*args, **kwargs))
+        return fitted[-1]
 
-    def spy(delta):
-        def predict(self, head, rows):
-            with mock.patch.object(_lbfgs.HeadObjective, "_block_scores",
-                                   ablation._adjusted_fold_scores(delta)):
-                shifted = original(self, head, rows)
-            seen.setdefault(delta, []).append(
-                (shifted, original(self, head, rows),
-                 set(np.flatnonzero(self.offset_t.numpy() == self.offset_t.min().item()))))
-            return shifted
-        return predict
-
-    for delta in (0.0, 50.0):
-        with mock.patch.object(_lbfgs.HeadObjective, "predict", spy(delta)):
-            SAMNClassifier(max_norm="auto", device="cpu", random_state=0).fit(X, y)
-    assert all(np.array_equal(shifted, plain) for shifted, plain, _ in seen[0.0])
-    assert all(set(shifted) <= rarest for shifted, _, rarest in seen[50.0])
+    ablation.prior_study.fitted = keep
+    try:
+        for row, tau in (("tau_0.9", 0.9), ("tau_1", 1.0), ("tau_1.1", 1.1)):
+            predict, _ = ablation.fit_predict(row, X, y, None, False)
+            model = fitted[-1]
+            assert model.logit_adjustment_ == tau
+            assert set(model.cv_results_["logit_adjustment"]) == {tau}
+            np.testing.assert_array_equal(predict(X), model.predict(X))
+            assert _selection._LOGIT_ADJUSTMENTS == grid
+    finally:
+        ablation.prior_study.fitted = real_fitted
 
 
 def test_pooled_intents_put_hwu64_after_banking77():

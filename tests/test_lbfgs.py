@@ -280,20 +280,70 @@ def test_select_max_norm_takes_the_best_cap_and_stops_after_patience():
         return np.zeros(100, int), np.r_[np.zeros(hits), np.ones(100 - hits)], \
             np.ones(100)
 
-    best, tried, got = select_max_norm([None], evaluate, forget=forgotten.append)
+    best, strength, tried, got, strengths = select_max_norm(
+        [None], evaluate, forget=forgotten.append)
     # 0.7 first reached at the third cap; three caps without improvement stop
     # the path before the later 0.9.
-    assert best == MAX_NORM_GRID[2]
+    assert best == MAX_NORM_GRID[2] and strength == 1.0
+    assert strengths == [1.0] * len(tried)
     assert tried == list(MAX_NORM_GRID[:6]) == asked
     np.testing.assert_allclose(got, [0.5, 0.6, 0.7, 0.7, 0.65, 0.7])
     assert best not in forgotten and set(forgotten) == set(tried) - {best}
+
+
+def test_select_max_norm_scores_every_strength_and_keeps_the_best():
+    strengths = (0.9, 1.0, 1.1, 1.2)
+    # Hits per strength at each cap: the cap's score is its best strength's;
+    # a tie goes to the strength nearest 1, then to the smaller cap.
+    hits = {MAX_NORM_GRID[0]: (50, 60, 60, 40),
+            MAX_NORM_GRID[1]: (70, 60, 70, 65),
+            MAX_NORM_GRID[2]: (60, 60, 70, 70),
+            MAX_NORM_GRID[3]: (40, 40, 30, 20),
+            MAX_NORM_GRID[4]: (10, 20, 30, 40)}
+
+    def evaluate(fold, max_norm):
+        pred = np.array([np.r_[np.zeros(h), np.ones(100 - h)] for h in hits[max_norm]])
+        return np.zeros(100, int), pred, np.ones(100)
+
+    reported = []
+    best, strength, tried, scores, chosen = select_max_norm(
+        [None], evaluate, strengths=strengths,
+        report=lambda *args: reported.append(args))
+    assert tried == list(MAX_NORM_GRID[:5])
+    np.testing.assert_allclose(scores, [0.6, 0.7, 0.7, 0.4, 0.4])
+    assert chosen == [1.0, 0.9, 1.1, 1.0, 1.2]
+    assert (best, strength) == (MAX_NORM_GRID[1], 0.9)
+    assert reported[1] == (MAX_NORM_GRID[1], pytest.approx(0.7), 0.9)
+
+
+def test_objective_predicts_each_strength_with_its_own_offset():
+    # Out of fold, a strength s moves the scores by (1 - s) times the
+    # objective's logit offset (the fold's log prior), in every block.
+    X, y, weight = _problem(counts=(60, 30, 12, 6, 3))
+    train = np.arange(len(y)) % 3 != 0
+    counts = np.bincount(y, weights=weight * train)
+    offset = np.log(counts / counts.sum())
+    objective = _objective(X, y, weight * train, rows=np.flatnonzero(train), offset=offset)
+    head, _ = _head(X, y, max_norm=3.0)
+    held_out = np.flatnonzero(~train)
+    strengths = (0.9, 1.0, 1.7)
+    got = objective.predict(head, BlockRows(len(y), 7, torch.device("cpu"), held_out),
+                            strengths)
+    with torch.no_grad():
+        w, b = (t.double().numpy() for t in head())
+    scores = X[held_out].astype(np.float64) @ w.T + b
+    assert got.shape == (3, len(held_out))
+    for k, s in enumerate(strengths):
+        np.testing.assert_array_equal(got[k], np.argmax(scores + (1 - s) * offset, axis=1))
+    # A stronger adjustment moves predictions to the rarer classes.
+    assert np.mean(got[2]) > np.mean(got[0])
 
 
 def test_default_chooses_the_cap_by_cross_validation(long_tailed):
     X, y = long_tailed
     clf = SAMNClassifier(device="cpu", random_state=0).fit(X, y)
     results = clf.cv_results_
-    assert set(results) == {"max_norm", "balanced_accuracy", "n_iter"}
+    assert set(results) == {"max_norm", "balanced_accuracy", "logit_adjustment", "n_iter"}
     assert len(results["max_norm"]) == len(results["balanced_accuracy"]) >= 1
     best = results["max_norm"][np.argmax(results["balanced_accuracy"])]
     assert clf.max_norm_ == best
@@ -303,6 +353,50 @@ def test_default_chooses_the_cap_by_cross_validation(long_tailed):
     scale = np.sqrt(np.mean(np.sum(centred**2, axis=1)))
     norms = np.linalg.norm(clf.coef_ * scale, axis=1)
     assert np.all(norms <= clf.max_norm_ * (1 + 1e-5))
+
+
+def test_the_chosen_strength_moves_only_the_intercepts(long_tailed, monkeypatch):
+    # The strength is chosen on the folds' scores; the final fit is the same
+    # head, its intercepts lowered by (strength - 1) log(training prior).
+    X, y = long_tailed
+    # Every cap scores the same, so both paths keep the first cap.
+    monkeypatch.setattr(_selection, "balanced_accuracy", lambda *args, **kwargs: 0.5)
+    fits = {}
+    for strength in (1.0, 1.3):
+        monkeypatch.setattr(_selection, "_LOGIT_ADJUSTMENTS", (strength,))
+        fits[strength] = SAMNClassifier(device="cpu", random_state=0).fit(X, y)
+    plain, strong = fits[1.0], fits[1.3]
+    assert (plain.logit_adjustment_, strong.logit_adjustment_) == (1.0, 1.3)
+    assert strong.max_norm_ == plain.max_norm_ == MAX_NORM_GRID[0]
+    np.testing.assert_array_equal(strong.coef_, plain.coef_)
+    log_prior = np.log(np.bincount(y) / len(y))
+    np.testing.assert_allclose(strong.intercept_, plain.intercept_ - 0.3 * log_prior,
+                               rtol=0, atol=1e-9)
+
+
+def test_the_default_reports_the_strength_it_chose(long_tailed):
+    X, y = long_tailed
+    clf = SAMNClassifier(device="cpu", random_state=0).fit(X, y)
+    results = clf.cv_results_
+    best = np.argmax(results["balanced_accuracy"])
+    assert clf.logit_adjustment_ == results["logit_adjustment"][best]
+    assert set(results["logit_adjustment"]) <= set(_selection._LOGIT_ADJUSTMENTS)
+    # A given cap keeps the loss's own strength; plain cross-entropy has none.
+    assert SAMNClassifier(device="cpu", max_norm=4.0).fit(X, y).logit_adjustment_ == 1.0
+    ce = SAMNClassifier(device="cpu", random_state=0, loss="cross_entropy").fit(X, y)
+    assert ce.logit_adjustment_ == 0.0 and not np.any(ce.cv_results_["logit_adjustment"])
+
+
+def test_balanced_classes_skip_the_strengths(monkeypatch):
+    # With equal counts a strength moves every score alike: only 1 is scored.
+    X, y = make_long_tailed_blobs(counts=(12, 12, 12, 12), seed=1)
+    calls = []
+    score = _selection.balanced_accuracy
+    monkeypatch.setattr(_selection, "balanced_accuracy",
+                        lambda *a, **k: calls.append(1) or score(*a, **k))
+    clf = SAMNClassifier(device="cpu", random_state=0).fit(X, y)
+    assert clf.logit_adjustment_ == 1.0
+    assert len(calls) == len(clf.cv_results_["max_norm"])
 
 
 def test_a_given_cap_skips_the_cross_validation(long_tailed):
@@ -606,7 +700,8 @@ def test_a_single_validation_split_scores_its_share_of_stand_ins(monkeypatch):
 
     monkeypatch.setattr(_selection, "balanced_accuracy", spy)
     clf = SAMNClassifier(device="cpu", random_state=0, max_iter=5).fit(X, y)
-    assert len(calls) == len(clf.cv_results_["max_norm"])
+    # Once per cap and logit adjustment strength.
+    assert len(calls) == len(clf.cv_results_["max_norm"]) * len(_selection._LOGIT_ADJUSTMENTS)
     for labels, unscored in calls:
         # Six one-sample classes, one split of five folds: ceil(6 / 5) = 2
         # stand-ins, still counted as six classes.

@@ -62,6 +62,7 @@ def test_regression_round_trip_keeps_the_cap_and_the_cv_path(tmp_path, max_norm)
     save(clf, tmp_path / "m.samn")
     loaded = load(tmp_path / "m.samn")
     assert loaded.max_norm_ == clf.max_norm_
+    assert loaded.logit_adjustment_ == clf.logit_adjustment_
     if clf.cv_results_ is None:
         assert loaded.cv_results_ is None
     else:
@@ -254,6 +255,17 @@ def test_format_version_1_files_still_load(tmp_path, fitted):
     loaded = load(tmp_path / "v1.samn")
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     assert loaded.n_iter_ == clf.n_iter_
+
+    def without_the_strength(contents):
+        meta = json.loads(str(contents["__meta__"]))
+        del meta["logit_adjustment_"]
+        meta["sha256"] = _version_1_digest(
+            {k: v for k, v in contents.items() if k != "__meta__"})
+        contents["__meta__"] = np.array(json.dumps(meta))
+
+    # Written before the strength was chosen: heads fitted at the loss's own.
+    _rewrite(tmp_path / "v1.samn", tmp_path / "old.samn", without_the_strength)
+    assert load(tmp_path / "old.samn").logit_adjustment_ == 1.0
 
     def scale_coef(contents):
         contents["coef_"] = contents["coef_"] * 2
