@@ -316,9 +316,11 @@ def test_select_max_norm_scores_every_strength_and_keeps_the_best():
     assert reported[1] == (MAX_NORM_GRID[1], pytest.approx(0.7), 0.9)
 
 
-def test_objective_predicts_each_strength_with_its_own_offset():
+@pytest.mark.parametrize("block", [7, 20, 1000])
+def test_objective_predicts_each_strength_with_its_own_offset(block):
     # Out of fold, a strength s moves the scores by (1 - s) times the
-    # objective's logit offset (the fold's log prior), in every block.
+    # objective's logit offset (the fold's log prior), in every block and in
+    # every slice of a block that the shift is applied to.
     X, y, weight = _problem(counts=(60, 30, 12, 6, 3))
     train = np.arange(len(y)) % 3 != 0
     counts = np.bincount(y, weights=weight * train)
@@ -327,7 +329,7 @@ def test_objective_predicts_each_strength_with_its_own_offset():
     head, _ = _head(X, y, max_norm=3.0)
     held_out = np.flatnonzero(~train)
     strengths = (0.9, 1.0, 1.7)
-    got = objective.predict(head, BlockRows(len(y), 7, torch.device("cpu"), held_out),
+    got = objective.predict(head, BlockRows(len(y), block, torch.device("cpu"), held_out),
                             strengths)
     with torch.no_grad():
         w, b = (t.double().numpy() for t in head())
