@@ -153,7 +153,13 @@ class HeadObjective:
         with torch.no_grad():
             weights, bias = head()
             shifts = [None if s == 1.0 else (1.0 - s) * self.offset_t for s in strengths]
-            out = []
+            # int32, filled block by block: a row per strength of int64 for
+            # every held-out row, kept twice by a final concatenation, was a
+            # per-row cost large enough to matter under a memory limit.
+            sizes = [h.stop - h.start if isinstance(h, slice) else len(h)
+                     for h in rows.host]
+            out = np.empty((len(shifts), sum(sizes)), dtype=np.int32)
+            done = 0
             for xb in self.stream.blocks(rows.host, rows.device):
                 scores = self._block_scores(xb, weights, bias)
                 pred = torch.empty((len(shifts), scores.shape[0]), dtype=torch.long,
@@ -169,8 +175,9 @@ class HeadObjective:
                     for start in range(0, scores.shape[0], step):
                         part = scores[start:start + step] + shift
                         torch.argmax(part, dim=1, out=pred[k, start:start + step])
-                out.append(pred)
-            return torch.cat(out, dim=1).cpu().numpy()
+                out[:, done:done + scores.shape[0]] = pred.cpu().numpy()
+                done += scores.shape[0]
+            return out
 
 
 def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
