@@ -59,9 +59,15 @@ class BlockRows:
     device : torch.device
     rows : ndarray of int or None, default=None
         Sorted rows to read (a fold); ``None`` reads every row, in slices.
+
+    Attributes
+    ----------
+    n_rows : int
+        How many rows the blocks hold in all.
     """
 
     def __init__(self, n_samples, block, device, rows=None):
+        self.n_rows = n_samples if rows is None else len(rows)
         if rows is None:
             self.host = [
                 slice(start, min(start + block, n_samples))
@@ -156,9 +162,7 @@ class HeadObjective:
             # int32, filled block by block: a row per strength of int64 for
             # every held-out row, kept twice by a final concatenation, was a
             # per-row cost large enough to matter under a memory limit.
-            sizes = [h.stop - h.start if isinstance(h, slice) else len(h)
-                     for h in rows.host]
-            out = np.empty((len(shifts), sum(sizes)), dtype=np.int32)
+            out = np.empty((len(shifts), rows.n_rows), dtype=np.int32)
             done = 0
             for xb in self.stream.blocks(rows.host, rows.device):
                 scores = self._block_scores(xb, weights, bias)
