@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
@@ -78,6 +78,7 @@ def _reference_loss(X, y, weight, offset, directions, log_norms, bias, counts, m
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**16), max_norm=st.sampled_from([0.5, 2.0, 50.0]),
        subset=st.booleans())
+@example(seed=1258, max_norm=2.0, subset=True)
 def test_objective_and_gradient_match_float64_autograd(seed, max_norm, subset):
     X, y, weight = _problem(seed)
     rows = np.sort(np.random.default_rng(seed).choice(len(y), 50, replace=False)) \
@@ -93,8 +94,10 @@ def test_objective_and_gradient_match_float64_autograd(seed, max_norm, subset):
     ref = _reference_loss(X[picked], y[picked], weight[picked], offset, *params,
                           counts, max_norm)
     ref.backward()
-    # The package computes in float32.
-    np.testing.assert_allclose(value, ref.item(), rtol=1e-5)
+    # The package computes in float32: rows' losses carry float32 rounding of
+    # their logits, which no longer shrinks with the mean loss once it is small
+    # (5.8e-8 off a loss of 0.0058 at seed=1258, max_norm=2, subset=True).
+    np.testing.assert_allclose(value, ref.item(), rtol=1e-5, atol=1e-6)
     for p, r in zip(head.parameters(), params):
         np.testing.assert_allclose(p.grad.numpy(), r.grad.numpy(), rtol=1e-3,
                                    atol=1e-5)
