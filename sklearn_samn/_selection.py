@@ -144,7 +144,8 @@ def credit(recall, log_train, log_unscored):
 
 
 def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=None, *,
-                    strengths=(1.0,), unscored=None, forget=None, report=None):
+                    count_ties=True, strengths=(1.0,), unscored=None, forget=None,
+                    report=None):
     """Walk the caps of ``grid`` in order; return the best and the path.
 
     At each cap every logit adjustment strength of ``strengths`` is scored on
@@ -165,6 +166,11 @@ def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=None, *,
     patience : int or None
         Stop after this many caps in a row that do not beat the best
         (``None``: ``_PATIENCE``, read at call time).
+    count_ties : bool
+        Whether a cap that ties the best counts towards ``patience``. With
+        ``False`` only caps that score below the best do (a tie still goes to
+        the smaller cap): near the start of the path a few caps can give the
+        same predictions, which says nothing about the larger ones.
     strengths : sequence of float
         The logit adjustment strengths that ``pred`` holds, in its order.
     forget : callable or None
@@ -216,7 +222,8 @@ def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=None, *,
         else:
             if forget is not None:
                 forget(max_norm)
-            worse += 1
+            if count_ties or score < best_score:
+                worse += 1
             if worse >= patience:
                 break
     return best, best_strength, tried, scores, best_strengths

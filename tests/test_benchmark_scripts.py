@@ -332,3 +332,57 @@ def test_default_ablation_table_pairs_two_change_rows_with_their_one_change_row(
     assert rows["default"] == "-"
     assert rows["no_cap"] == "-3.00 ± 1.00"
     assert rows["no_cap_free_norms"] == "-13.00 ± 1.00; minus `no_cap`: -10.00 ± 0.00"
+
+
+def _stop_of(scores, patience, count_ties):
+    """Caps a walk over ``scores`` tries under a stopping rule (a plain replay)."""
+    best, waited = -np.inf, 0
+    for k, score in enumerate(scores):
+        if score > best:
+            best, waited = score, 0
+        elif count_ties or score < best:
+            waited += 1
+            if waited >= patience:
+                return k + 1
+    return len(scores)
+
+
+def test_single_split_study_rules_stop_as_named_and_leave_the_default(monkeypatch):
+    import pytest
+
+    from sklearn_samn import SAMNClassifier, _lbfgs, _selection
+
+    from .conftest import make_long_tailed_blobs
+
+    study = benchmark_module("single_split")
+    # Blobs on which the four rules stop after 4, 7, 2 and 8 caps.
+    X, y = make_long_tailed_blobs(counts=(60, 30, 15, 8, 4, 2), separation=1.5, seed=2)
+    monkeypatch.setattr(_lbfgs, "_SINGLE_SPLIT_ABOVE", len(y) - 1)
+    select = _selection.select_max_norm
+    rules = {"patience 3 (default)": (3, True), "first decline": (1, False),
+             "patience 1, ties stop": (1, True), "patience 2": (2, False)}
+    assert set(rules) == set(study.RULES)
+    tried = {}
+    for label, rule in study.RULES.items():
+        model, seconds = study.fit_with(rule, X, y, 0)
+        scores = model.cv_results_["balanced_accuracy"]
+        tried[label] = scores.shape[0]
+        assert tried[label] == _stop_of(scores, *rules[label]) < len(_selection.MAX_NORM_GRID)
+        assert seconds > 0
+        assert _lbfgs._SINGLE_SPLIT_PATIENCE is None and _selection.select_max_norm is select
+    assert len(set(tried.values())) == 4
+    default = SAMNClassifier(random_state=0).fit(X, y).cv_results_["max_norm"]
+    assert default.shape[0] == tried["patience 3 (default)"]
+    # The real problem's rows: a fifth of every class held out, never trained on,
+    # the rest kept at a share that falls with a random rank.
+    labels = np.repeat(np.arange(4), [10, 20, 30, 40])
+    train, validation = study.real_rows(labels, 2, 0)
+    assert not set(train) & set(validation)
+    np.testing.assert_array_equal(np.bincount(labels[validation]), [2, 4, 6, 8])
+    kept = np.bincount(labels[train]) / np.array([8, 16, 24, 32])
+    assert kept.max() == 1 and 0.5 <= kept.min() <= 0.55
+    if not (ROOT / ".." / "shared" / "data" / "hwu64" / "minilm_embeddings.npz").exists():
+        pytest.skip("../shared/data is not here")
+    X_train, y_train, X_val, y_val = study.real_problem(2, 0)
+    assert X_train.shape[0] > 10_000  # the single-split path
+    assert np.unique(y_train).shape[0] == np.unique(y_val).shape[0] == 140

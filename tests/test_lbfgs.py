@@ -294,6 +294,30 @@ def test_select_max_norm_takes_the_best_cap_and_stops_after_patience():
     assert best not in forgotten and set(forgotten) == set(tried) - {best}
 
 
+def test_select_max_norm_without_counting_ties_stops_at_the_first_decline():
+    # Ties with the best (the first two caps here) do not count towards the
+    # patience; the first score below the best stops the path at once.
+    scores = dict(zip(MAX_NORM_GRID, [0.5, 0.5, 0.6, 0.6, 0.7, 0.65, 0.6] + [0.95] * 4))
+
+    def evaluate(fold, max_norm):
+        hits = int(round(scores[max_norm] * 100))
+        return np.zeros(100, int), np.r_[np.zeros(hits), np.ones(100 - hits)], \
+            np.ones(100)
+
+    best, _, tried, got, _ = select_max_norm([None], evaluate, patience=1,
+                                             count_ties=False)
+    assert best == MAX_NORM_GRID[4]
+    assert tried == list(MAX_NORM_GRID[:6])
+    np.testing.assert_allclose(got, [0.5, 0.5, 0.6, 0.6, 0.7, 0.65])
+    # Counting ties, the same scores stop the path at the second cap.
+    best, _, tried, _, _ = select_max_norm([None], evaluate, patience=1)
+    assert best == MAX_NORM_GRID[0] and tried == list(MAX_NORM_GRID[:2])
+    # With patience 2, the second decline stops it.
+    best, _, tried, _, _ = select_max_norm([None], evaluate, patience=2,
+                                           count_ties=False)
+    assert best == MAX_NORM_GRID[4] and tried == list(MAX_NORM_GRID[:7])
+
+
 def test_select_max_norm_scores_every_strength_and_keeps_the_best():
     strengths = (0.9, 1.0, 1.1, 1.2)
     # Hits per strength at each cap: the cap's score is its best strength's;
@@ -430,6 +454,31 @@ def test_large_data_use_one_validation_split(long_tailed, monkeypatch):
     calls["n"] = 0
     clf = SAMNClassifier(device="cpu", random_state=0, cv=4).fit(X, y)
     assert calls["n"] == len(clf.cv_results_["max_norm"]) + 1
+
+
+@pytest.mark.parametrize("single_split, patience", [(False, None), (True, None),
+                                                    (True, 1)])
+def test_where_the_cap_path_stops(monkeypatch, single_split, patience):
+    # Blobs on which both paths stop before the grid's end, the single split's
+    # after caps that tie its best.
+    X, y = make_long_tailed_blobs(counts=(60, 30, 15, 8, 4, 2), separation=1.5, seed=2)
+    if single_split:
+        monkeypatch.setattr(_lbfgs, "_SINGLE_SPLIT_ABOVE", len(y) - 1)
+    # The study switch of benchmarks/single_split.py (off by default).
+    monkeypatch.setattr(_lbfgs, "_SINGLE_SPLIT_PATIENCE", patience)
+    scores = SAMNClassifier(device="cpu", random_state=0, cv=4).fit(X, y) \
+        .cv_results_["balanced_accuracy"]
+    running_best = np.maximum.accumulate(scores)
+    below = np.flatnonzero(scores[1:] < running_best[:-1]) + 1
+    assert scores.shape[0] < len(MAX_NORM_GRID)
+    if patience == 1:
+        # Every cap but the last ties or beats the best before it; the last
+        # is the first below it.
+        assert below.tolist() == [scores.shape[0] - 1]
+        assert np.any(scores[1:-1] == running_best[:-2])  # ties did not stop it
+    else:
+        # Three caps in a row that do not beat the best.
+        assert np.all(scores[-3:] <= running_best[-4])
 
 
 def test_every_class_a_singleton_keeps_the_strongest_cap():
