@@ -386,3 +386,24 @@ def test_single_split_study_rules_stop_as_named_and_leave_the_default(monkeypatc
     X_train, y_train, X_val, y_val = study.real_problem(2, 0)
     assert X_train.shape[0] > 10_000  # the single-split path
     assert np.unique(y_train).shape[0] == np.unique(y_val).shape[0] == 140
+
+
+def test_norm_shape_study_refits_the_biases_logistic_regression_found():
+    """With LogisticRegression's weights fixed, the refit of the biases lands on
+    its (unpenalised) intercept, up to the constant a softmax ignores."""
+    from sklearn.linear_model import LogisticRegression
+
+    from .conftest import make_long_tailed_blobs
+
+    study = benchmark_module("norm_shape_study")
+    X, y = make_long_tailed_blobs(counts=(40, 20, 10, 5, 2), separation=1.5, seed=1)
+    model = LogisticRegression(C=10.0, tol=1e-10, max_iter=10_000).fit(X, y)
+    b = study.refit_biases(X @ model.coef_.T, y, 5)
+    np.testing.assert_allclose(b - b.mean(), model.intercept_ - model.intercept_.mean(),
+                               atol=1e-4)
+    # Recall by group: a class with one sample, two with 2-8, two with 9 or more.
+    counts = np.array([1, 3, 8, 9, 30])
+    y_val = np.repeat(np.arange(5), 2)
+    pred = np.array([0, 1, 1, 1, 2, 0, 3, 3, 4, 0])
+    assert study.recall_by_group(y_val, pred, counts) == {"1": 50.0, "2-8": 75.0,
+                                                          "9+": 75.0}
