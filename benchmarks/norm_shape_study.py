@@ -12,7 +12,8 @@ pools, never test):
   samples, relative to the last (SAMN's default with the names keeps every
   norm at its cap: 1, 1, 1);
 - heads with the trick's directions at one shared norm (its mean norm times
-  ``scale``), whose biases are refitted to the same rows (the cross-entropy
+  ``scale``, or the norm of SAMN's default fit, the cap its cross-validation
+  chose), whose biases are refitted to the same rows (the cross-entropy
   of the rows and name rows, the directions fixed, then minus the log prior
   of the real counts, as the trick does). ``trick, biases refitted`` refits
   the trick's own weights' biases: the check that the refit reproduces it.
@@ -72,9 +73,12 @@ def heads(X, y, E, counts):
     samn = prior_study.fitted(X, y, E)
     out = {"trick": (W, trick.intercept_),
            "SAMN default with the names": (samn.coef_, samn.intercept_)}
+    samn_norm = np.linalg.norm(samn.coef_, axis=1).mean()  # every class's: the cap
     variants = [("trick, biases refitted", W)] + [
         (f"trick's directions, one norm x{scale:g}, biases refitted",
-         W * (scale * norms.mean() / norms)[:, None]) for scale in SCALES]
+         W * (scale * norms.mean() / norms)[:, None]) for scale in SCALES] + [
+        ("trick's directions at SAMN's norm, biases refitted",
+         W * (samn_norm / norms)[:, None])]
     for name, weights in variants:
         out[name] = (weights, refit_biases(rows @ weights.T, labels, n_classes) - log_prior)
     relative = {g: norms[(counts >= lo) & (counts <= hi)].mean() for g, lo, hi in GROUPS}
@@ -116,7 +120,8 @@ def main():
         "Means over the splits.",
         "- The trick: `LogisticRegression(C=10)` on the rows plus one name row per "
         "class, then minus the log prior of the real counts. Its directions at one "
-        "shared norm (its mean norm times the factor), biases refitted to the same "
+        "shared norm (its mean norm times the factor, or the norm of SAMN's default "
+        "fit with the names: the cap its CV chose), biases refitted to the same "
         "rows and name rows (cross-entropy, directions fixed), then minus the log "
         "prior. `trick, biases refitted` checks that the refit reproduces the trick.",
         "",
