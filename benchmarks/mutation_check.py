@@ -135,6 +135,15 @@ MUTANTS = [
         tests=("tests/test_lbfgs.py",),
     ),
     Mutant(
+        name="ties-not-counted",
+        what="caps that tie the best never count towards the patience (the default "
+             "path walks on through plateaus)",
+        path="sklearn_samn/_selection.py",
+        old="            if count_ties or score < best_score:\n",
+        new="            if score < best_score:\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
         name="credit-read-at-the-mean",
         what="single-sample classes are credited with the mean recall, not the trend's "
              "value at their own training weight",
