@@ -36,6 +36,8 @@ import baselines  # noqa: E402
 import prior_study  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 
+from sklearn_samn.metrics import per_class_accuracy  # noqa: E402
+
 SCALES = (0.75, 1.0, 1.5)
 GROUPS = (("1", 1, 1), ("2-8", 2, 8), ("9+", 9, np.inf))
 
@@ -55,11 +57,9 @@ def refit_biases(scores, y, n_classes):
 
 
 def recall_by_group(y_val, pred, counts):
-    out = {}
-    for name, low, high in GROUPS:
-        classes = np.flatnonzero((counts >= low) & (counts <= high))
-        out[name] = 100 * np.mean([np.mean(pred[y_val == c] == c) for c in classes])
-    return out
+    recall = per_class_accuracy(y_val, pred, labels=np.arange(counts.shape[0]))
+    return {name: 100 * recall[(counts >= low) & (counts <= high)].mean()
+            for name, low, high in GROUPS}
 
 
 def heads(X, y, E, counts):

@@ -94,23 +94,20 @@ def synthetic_problem(n, d, c, ratio, options):
 
 
 def fit_with(rule, X, y, seed):
-    saved = _lbfgs._SINGLE_SPLIT_PATIENCE, _selection.select_max_norm
+    """``SAMNClassifier(random_state=seed).fit(X, y)`` under ``rule`` (a value of
+    ``RULES``) and its seconds. ``"ties"``: the folds' rule (ties count) with
+    patience 1; an int: ``_lbfgs._SINGLE_SPLIT_PATIENCE``."""
+    saved = _lbfgs._SINGLE_SPLIT_PATIENCE, _selection._PATIENCE
     try:
         if rule == "ties":
-            _lbfgs._SINGLE_SPLIT_PATIENCE = None
-            original = saved[1]
-
-            def ties_stop(*args, **kwargs):
-                return original(*args, patience=1, **kwargs)
-
-            _selection.select_max_norm = ties_stop
+            _lbfgs._SINGLE_SPLIT_PATIENCE, _selection._PATIENCE = None, 1
         else:
             _lbfgs._SINGLE_SPLIT_PATIENCE = rule
         start = time.perf_counter()
         model = SAMNClassifier(random_state=seed).fit(X, y)
         return model, time.perf_counter() - start
     finally:
-        _lbfgs._SINGLE_SPLIT_PATIENCE, _selection.select_max_norm = saved
+        _lbfgs._SINGLE_SPLIT_PATIENCE, _selection._PATIENCE = saved
 
 
 def main():

@@ -358,7 +358,7 @@ def test_single_split_study_rules_stop_as_named_and_leave_the_default(monkeypatc
     # Blobs on which the four rules stop after 4, 7, 2 and 8 caps.
     X, y = make_long_tailed_blobs(counts=(60, 30, 15, 8, 4, 2), separation=1.5, seed=2)
     monkeypatch.setattr(_lbfgs, "_SINGLE_SPLIT_ABOVE", len(y) - 1)
-    select = _selection.select_max_norm
+    patience = _selection._PATIENCE
     rules = {"patience 3 (default)": (3, True), "first decline": (1, False),
              "patience 1, ties stop": (1, True), "patience 2": (2, False)}
     assert set(rules) == set(study.RULES)
@@ -369,7 +369,7 @@ def test_single_split_study_rules_stop_as_named_and_leave_the_default(monkeypatc
         tried[label] = scores.shape[0]
         assert tried[label] == _stop_of(scores, *rules[label]) < len(_selection.MAX_NORM_GRID)
         assert seconds > 0
-        assert _lbfgs._SINGLE_SPLIT_PATIENCE is None and _selection.select_max_norm is select
+        assert _lbfgs._SINGLE_SPLIT_PATIENCE is None and _selection._PATIENCE == patience
     assert len(set(tried.values())) == 4
     default = SAMNClassifier(random_state=0).fit(X, y).cv_results_["max_norm"]
     assert default.shape[0] == tried["patience 3 (default)"]
