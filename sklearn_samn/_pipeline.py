@@ -126,8 +126,9 @@ class ClassPriorPipeline(Pipeline):
         if len(self.steps) > 1:
             front = Pipeline(self.steps[:-1], memory=self.memory, verbose=self.verbose)
             Xt = front.fit_transform(X, y, **front_params)
-            # The fitted transformers (clones, when memory caches them).
-            self.steps[:-1] = front.steps
+            # The fitted transformers (clones, when memory caches them); steps
+            # may come as a tuple, which Pipeline accepts.
+            self.steps = [*front.steps, self.steps[-1]]
             if hasattr(X, "columns") and type(X).__module__.startswith("pandas"):
                 # As X came: the steps fitted on named columns expect them.
                 vectors = type(X)(vectors, columns=X.columns)
@@ -144,11 +145,12 @@ class ClassPriorPipeline(Pipeline):
 
     def _routed_fit_params(self, name, params):
         """``(head, front)`` fit parameters routed as Pipeline routes them, by each
-        step's set_fit_request: the earlier steps get what one of them requested,
-        and route it among themselves."""
+        step's set_fit_request: the earlier steps get, under the caller's names
+        (aliases included), what one of them requested, and route it among
+        themselves."""
         routed = process_routing(self, "fit", **params)
-        requested = {key for step, _ in self.steps[:-1] if step in routed
-                     for method in routed[step].values() for key in method}
+        front = Pipeline(list(self.steps[:-1])).get_metadata_routing()
+        requested = front.consumes("fit_transform", params)
         return dict(routed[name].fit), {key: params[key] for key in requested}
 
     @staticmethod

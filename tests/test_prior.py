@@ -403,6 +403,37 @@ def test_regression_the_pipeline_routes_metadata_as_pipeline_does():
                 pipe.fit(X, y, samnclassifier__sample_weight=weights)
 
 
+def test_regression_the_pipeline_routes_aliased_metadata_to_its_steps():
+    """Metadata requested under another name (``set_fit_request(sample_weight=
+    "front_w")``) raised a KeyError, or reached no earlier step at all, where a
+    Pipeline routes it."""
+    import sklearn
+
+    X, y, _, _, names = tail_problem()
+    weights = np.where(y == 0, 0.5, 1.0)
+    front_weights = np.linspace(0.5, 2.0, y.shape[0])
+    with sklearn.config_context(enable_metadata_routing=True):
+        pipe = make_prior_pipeline(
+            StandardScaler().set_fit_request(sample_weight="front_w"),
+            SAMNClassifier(max_norm=8.0, device="cpu").set_fit_request(
+                sample_weight="head_w"),
+            class_embeddings=names)
+        a = pipe.fit(X, y, front_w=front_weights, head_w=weights)[-1].coef_.copy()
+    np.testing.assert_allclose(pipe[0].mean_, np.average(X, axis=0, weights=front_weights),
+                               rtol=1e-10)
+    b = _scaled_head_by_hand(X, y, names, weights, scaler_weight=front_weights)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+
+
+def test_regression_the_pipeline_takes_its_steps_as_a_tuple():
+    """``self.steps[:-1] = ...`` failed on tuple steps, which Pipeline accepts."""
+    X, y, _, _, names = tail_problem()
+    steps = (("scale", StandardScaler()), ("head", SAMNClassifier(max_norm=8.0, device="cpu")))
+    pipe = ClassPriorPipeline(steps, class_embeddings=names).fit(X, y)
+    np.testing.assert_allclose(pipe[-1].coef_, _scaled_head_by_hand(X, y, names, None),
+                               rtol=1e-6, atol=1e-9)
+
+
 def test_regression_pipeline_embeddings_of_the_wrong_width_blame_the_embeddings():
     """It said "X has 3 features, but StandardScaler is expecting 8"."""
     X, y, _, _, names = tail_problem()
