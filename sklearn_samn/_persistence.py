@@ -172,9 +172,7 @@ def save(estimator, path):
         params["class_embeddings"] = {
             "dict": [_json_scalar(k, "class_embeddings label") for k in embeddings]
         }
-        arrays["param.class_embeddings"] = np.stack(
-            [np.asarray(v, dtype=np.float64) for v in embeddings.values()]
-        )
+        arrays["param.class_embeddings"] = _stacked(embeddings, estimator.n_features_in_)
     elif embeddings is not None:
         params["class_embeddings"] = {"array": True}
         arrays["param.class_embeddings"] = np.asarray(embeddings, dtype=np.float64)
@@ -301,6 +299,29 @@ def load(path):
         return _rebuild(meta, contents)
     except (KeyError, TypeError, ValueError) as error:
         raise _corrupt(path, f"inconsistent contents ({error})") from None
+
+
+def _stacked(embeddings, n_features):
+    """A dict's vectors as one float64 array, or an error that names the label
+    whose vector cannot be stored. ``fit`` ignores labels that are not classes,
+    whatever their vectors; the file keeps them, so each must be a vector of
+    ``n_features`` numbers."""
+    vectors = []
+    for label, vector in embeddings.items():
+        try:
+            vector = np.asarray(vector, dtype=np.float64)
+        except (TypeError, ValueError):
+            vector = None
+        if vector is None or vector.shape != (n_features,):
+            raise ValueError(
+                f"class_embeddings[{label!r}] cannot be stored in a model file: "
+                f"it is not a vector of {n_features} numbers, as the classes' are "
+                "(fit ignores labels that are not classes, but the file keeps "
+                "every vector as one array). Drop that label, or save with pickle "
+                "or joblib."
+            )
+        vectors.append(vector)
+    return np.stack(vectors)
 
 
 def _rebuild(meta, arrays):

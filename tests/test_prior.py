@@ -283,6 +283,23 @@ def test_a_model_with_a_prior_saves_and_loads(tmp_path):
             np.testing.assert_array_equal(got, prior)
 
 
+
+@pytest.mark.parametrize("extra", [np.zeros(3), "not a vector"])
+def test_regression_save_names_an_extra_label_it_cannot_store(tmp_path, extra):
+    """fit ignores labels that are not classes, whatever their vectors; save then
+    failed with NumPy's "all input arrays must have the same shape"."""
+    X, y, _, _, names = tail_problem()
+    prior = {**dict(enumerate(names)), 99: extra}
+    clf = SAMNClassifier(class_embeddings=prior, max_norm=8.0, device="cpu").fit(X, y)
+    with pytest.raises(ValueError, match=r"class_embeddings\[99\] cannot be stored in a "
+                       r"model file: it is not a vector of 16 numbers.*Drop that label"):
+        save(clf, tmp_path / "m.samn")
+    assert not (tmp_path / "m.samn").exists()
+    prior[99] = np.ones(16)  # an extra label with a proper vector is kept
+    clf.set_params(class_embeddings=prior)
+    save(clf, tmp_path / "m.samn")
+    np.testing.assert_array_equal(load(tmp_path / "m.samn").class_embeddings[99], np.ones(16))
+
 # 2. bad input -----------------------------------------------------------------
 
 
