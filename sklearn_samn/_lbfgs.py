@@ -728,8 +728,14 @@ def _unscored_classes(y, sample_weight, fold_of, folds, n_classes):
     for fold in folds:
         rows = fold["held_out"]
         held = np.bincount(y[rows], weights=sample_weight[rows], minlength=n_classes)
+        # Summed over the training part itself: ``weighted - held`` cancels to
+        # 0 when a class's weights span more than float64's 16 digits.
+        training = np.ones(y.shape[0], dtype=bool)
+        training[rows] = False
+        train = np.bincount(y[training], weights=sample_weight[training],
+                            minlength=n_classes)
         scored = held > 0
-        log_sum[scored] += held[scored] * np.log(weighted[scored] - held[scored])
+        log_sum[scored] += held[scored] * np.log(train[scored])
         held_weight += held
     unscored = (weighted > 0) & (held_weight == 0)
     log_train = np.divide(log_sum, held_weight, out=np.zeros(n_classes),

@@ -215,7 +215,11 @@ def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=None, *,
         best_strengths.append(strength)
         if report is not None:
             report(max_norm, score, strength)
-        if score > best_score:
+        if np.isnan(score):
+            # Nothing to compare (no scored class): it beats nothing.
+            score = -np.inf
+        if best is None or score > best_score:
+            # The first cap is the best until one scores higher.
             if forget is not None and best is not None:
                 forget(best)
             best, best_strength, best_score, worse = max_norm, strength, score, 0

@@ -318,6 +318,38 @@ def test_select_max_norm_without_counting_ties_stops_at_the_first_decline():
     assert best == MAX_NORM_GRID[4] and tried == list(MAX_NORM_GRID[:7])
 
 
+def test_regression_select_max_norm_keeps_a_cap_when_no_score_is_a_number():
+    """Scores that are all NaN never beat the starting -inf: no cap was kept,
+    and the fit failed with ``KeyError: None``. The first cap (the strongest
+    regularisation) stays the best until a cap scores higher."""
+    forgotten = []
+
+    def evaluate(fold, max_norm):
+        return np.zeros(4, int), np.zeros(4, int), np.zeros(4)  # no weight: NaN
+
+    best, strength, tried, scores, _ = select_max_norm(
+        [None], evaluate, forget=forgotten.append)
+    assert best == MAX_NORM_GRID[0] and strength == 1.0
+    assert tried == list(MAX_NORM_GRID[:4]) and np.isnan(scores).all()
+    assert best not in forgotten
+
+
+def test_regression_weights_spanning_16_digits_do_not_break_the_cap_selection():
+    """A class whose two weights span more than float64's precision had a
+    training weight of ``weighted - held == 0`` in the fold that held out its
+    heavy row: log(0) made every cap's score NaN, and the fit failed with
+    ``KeyError: None``."""
+    rng = np.random.RandomState(0)
+    n_per = [5, 4, 3, 2, 1]
+    X = np.vstack([rng.randn(n, 8) + 2 * rng.randn(8) for n in n_per])
+    y = np.repeat(np.arange(5), n_per)
+    weight = np.ones(y.shape[0])
+    weight[y == 3] = [1.0, 1e-20]
+    clf = SAMNClassifier(device="cpu", random_state=0).fit(X, y, sample_weight=weight)
+    assert np.isfinite(clf.cv_results_["balanced_accuracy"]).all()
+    assert clf.max_norm_ in MAX_NORM_GRID
+
+
 def test_select_max_norm_scores_every_strength_and_keeps_the_best():
     strengths = (0.9, 1.0, 1.1, 1.2)
     # Hits per strength at each cap: the cap's score is its best strength's;
