@@ -391,10 +391,10 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
             float32 or float64.)
         y : array-like of shape (n_samples,)
             Class labels (ints, strings, ...).
-        sample_weight : array-like of shape (n_samples,), default=None
+        sample_weight : array-like of shape (n_samples,) or float, default=None
             Non-negative weights, with some weight on every class of ``y``
-            (drop the samples of a class you weigh 0); ``None`` weighs every
-            sample 1. Only their ratios matter.
+            (drop the samples of a class you weigh 0); ``None`` (or one
+            number) weighs every sample alike. Only their ratios matter.
         coef_init : array-like of shape (n_classes, n_features), default=None
             Initial weights, e.g. the backbone's own classifier, in the order
             of ``classes_``. For two classes the ``(1, n_features)`` shape of
@@ -409,180 +409,200 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         self : SAMNClassifier
             The fitted estimator.
         """
-        check_device_string(self.device)
-        if is_sliceable_array(X):
-            X = check_sliceable_array(X, self, reset=True)
-            y = column_or_1d(y, warn=True)
-            check_consistent_length(X, y)
-            for rows in _chunks(X.shape[0], X.shape[1]):
-                finite_block(np.asarray(X[rows]))
-        else:
-            X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
-        _check_float32_range(X)
-        check_classification_targets(y)
-        classes, y_encoded = np.unique(y, return_inverse=True)
-        if classes.shape[0] < 2:
-            raise ValueError(
-                "SAMNClassifier needs samples of at least 2 classes in the "
-                f"data, but the data contains only one class: {classes[0]!r}."
-            )
-        n_classes, n_features = classes.shape[0], X.shape[1]
-        sample_weight = _check_sample_weight(sample_weight, X.shape[0])
-        train_counts = np.bincount(
-            y_encoded, weights=sample_weight, minlength=n_classes
-        )
-        if np.any(train_counts == 0):
-            raise ValueError(
-                "sample_weight is zero for every sample of the classes "
-                f"{classes[train_counts == 0].tolist()}: nothing can be learnt about "
-                "them (their direction would be arbitrary). Drop their samples or give "
-                "them weight."
-            )
-        class_count = _check_class_counts(self.class_counts, classes, train_counts)
-        # The fit is invariant to the scale of the weights, which reach the
-        # training loop in float32: at most 1, so that neither tiny nor huge
-        # weights underflow or overflow there.
-        sample_weight = sample_weight / sample_weight.max()
-        init = _check_init(coef_init, intercept_init, n_classes, n_features)
-        embeddings = check_class_embeddings(
-            self.class_embeddings, classes, n_features,
-            getattr(self, "feature_names_in_", None),
-        )
-        prior = None if embeddings is None else (embeddings, prior_weight(sample_weight))
-
-        # Imports torch: kept out of module scope so that prediction needs none.
+        # Validation resets n_features_in_ and feature_names_in_ first; every
+        # other fitted attribute is set at the end. A fit that fails (a
+        # warm start refused, say) puts those two back, so the previous model
+        # stays whole.
+        previous = {name: vars(self)[name] for name in _INPUT_ATTRIBUTES
+                    if name in vars(self)}
         try:
-            from ._lbfgs import train_head_lbfgs
-            from ._training import (
-                build_head,
-                effective_weights,
-                head_state,
-                logit_offset,
-                train_head,
-            )
-        except ImportError as error:
-            raise ImportError(
-                "SAMNClassifier.fit needs PyTorch (pip install torch); a fitted "
-                "model predicts without it."
-            ) from error
-        from ._device import resolve_device, torch_generator
-
-        device = resolve_device(self.device)
-        random_state = check_random_state(self.random_state)
-
-        if self.variant == "invariant":
-            shift, scale = _weighted_centre_and_scale(X, sample_weight)
-            _check_float32_precision(shift, scale)
-        else:
-            shift, scale = np.zeros(n_features), 1.0
-        max_norm = self._resolved_max_norm()
-        if prior is not None:
-            if self.variant == "invariant":
-                warn_if_elsewhere(prior[0], shift, scale, classes)
-            prior = (centred(prior[0], shift), prior[1])
-
-        warm = init is None and self.warm_start and hasattr(self, "coef_")
-        if warm and (
-            not np.array_equal(classes, self.classes_)
-            or self.coef_.shape[1] != n_features
-        ):
-            raise ValueError(
-                "warm_start=True needs the classes and number of features of the "
-                f"previous fit ({len(self.classes_)} classes, "
-                f"{self.coef_.shape[1]} features); got {n_classes} classes "
-                f"{classes!r} and {n_features} features."
-            )
-        if warm and self.variant == "paper" == self._head_variant:
-            # The published norm map is not invertible on coef_ alone.
-            previous = self._head_state
-
-            def initial_state(weight):
-                return previous
-        else:
-            if warm:
-                init = (self.coef_, self.intercept_)
-            # A given cap is the start of every norm; with "cv" each fold's
-            # path sets its own start.
-            initial_norm = max_norm if isinstance(max_norm, Real) else _INITIAL_NORM
-
-            def initial_state(weight):
-                return _initial_state(
-                    self.variant, init, X, y_encoded, weight, n_classes,
-                    shift, scale, class_count, random_state, initial_norm, prior,
-                )
-
-        if self.solver == "lbfgs":
-            if self.batch_size is not None:
+            check_device_string(self.device)
+            if is_sliceable_array(X):
+                X = check_sliceable_array(X, self, reset=True)
+                if y is None:
+                    # validate_data's words, for the arrays it does not read.
+                    raise ValueError(
+                        f"This {type(self).__name__} estimator requires y to be "
+                        "passed, but the target y is None."
+                    )
+                y = column_or_1d(y, warn=True)
+                check_consistent_length(X, y)
+                for rows in _chunks(X.shape[0], X.shape[1]):
+                    finite_block(np.asarray(X[rows]))
+            else:
+                X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+            _check_float32_range(X)
+            check_classification_targets(y)
+            classes, y_encoded = np.unique(y, return_inverse=True)
+            if classes.shape[0] < 2:
                 raise ValueError(
-                    "batch_size is for the minibatch solvers: solver='lbfgs' "
-                    "trains on the full batch; use solver='adam' or 'sgd' with "
-                    f"batch_size={self.batch_size}."
+                    "SAMNClassifier needs samples of at least 2 classes in the "
+                    f"data, but the data contains only one class: {classes[0]!r}."
                 )
-            state, info = train_head_lbfgs(
-                self.variant, initial_state, X, y_encoded, sample_weight,
-                class_count=class_count, shift=shift, scale=scale, loss=self.loss,
-                max_norm=max_norm, n_folds=self.cv, tol=self.tol or 0.0,
-                max_iter=self.max_iter, device=device, random_state=random_state,
-                verbose=self.verbose, prior=prior,
+            n_classes, n_features = classes.shape[0], X.shape[1]
+            sample_weight = _check_sample_weight(sample_weight, X.shape[0])
+            train_counts = np.bincount(
+                y_encoded, weights=sample_weight, minlength=n_classes
             )
-            max_norm = info["max_norm"]
-            loss_curve, converged = info["loss_curve"], info["converged"]
-            n_iter = info["n_iter"]
-            strength = info["logit_adjustment"]
-            self.cv_results_ = info.get("cv_results")
-        else:
-            head = build_head(
-                self.variant, initial_state(sample_weight), class_count,
-                max_norm=max_norm, device=device,
+            if np.any(train_counts == 0):
+                raise ValueError(
+                    "sample_weight is zero for every sample of the classes "
+                    f"{classes[train_counts == 0].tolist()}: nothing can be learnt about "
+                    "them (their direction would be arbitrary). Drop their samples or give "
+                    "them weight."
+                )
+            class_count = _check_class_counts(self.class_counts, classes, train_counts)
+            # The fit is invariant to the scale of the weights, which reach the
+            # training loop in float32: at most 1, so that neither tiny nor huge
+            # weights underflow or overflow there.
+            sample_weight = sample_weight / sample_weight.max()
+            init = _check_init(coef_init, intercept_init, n_classes, n_features)
+            embeddings = check_class_embeddings(
+                self.class_embeddings, classes, n_features,
+                getattr(self, "feature_names_in_", None),
             )
-            loss_curve, converged = train_head(
-                head,
-                X,
-                y_encoded,
-                sample_weight,
-                shift=shift,
-                scale=scale,
-                logit_offset=logit_offset(
-                    self.loss, prior_offset_counts(train_counts, prior)
-                ),
-                solver=self.solver,
-                learning_rate_init=self.learning_rate_init,
-                batch_size=self.batch_size,
-                max_iter=self.max_iter,
-                tol=self.tol,
-                n_iter_no_change=self.n_iter_no_change,
-                device=device,
-                generator=torch_generator(random_state),
-                verbose=self.verbose,
-                prior=prior,
-            )
-            state = head_state(head)
-            n_iter = len(loss_curve)
-            strength = 1.0 if self.loss == "logit_adjusted" else 0.0
-            self.cv_results_ = None
+            prior = None if embeddings is None else (embeddings, prior_weight(sample_weight))
 
-        weights, bias = effective_weights(self.variant, state, class_count, max_norm)
-        self.classes_ = classes
-        self.class_count_ = class_count
-        self.coef_ = weights / scale
-        self.intercept_ = bias - self.coef_ @ shift
-        self.max_norm_ = max_norm
-        self.logit_adjustment_ = strength
-        self.n_iter_ = n_iter
-        self.loss_curve_ = loss_curve
-        self.device_ = str(device)
-        self._head_state = state
-        self._head_variant = self.variant
-        if converged is False:
-            unit = "L-BFGS iterations" if self.solver == "lbfgs" else "passes"
-            warnings.warn(
-                f"SAMNClassifier stopped after max_iter={self.max_iter} {unit} "
-                f"before meeting tol={self.tol}. Increase max_iter for a "
-                "converged fit.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-        return self
+            # Imports torch: kept out of module scope so that prediction needs none.
+            try:
+                from ._lbfgs import train_head_lbfgs
+                from ._training import (
+                    build_head,
+                    effective_weights,
+                    head_state,
+                    logit_offset,
+                    train_head,
+                )
+            except ImportError as error:
+                raise ImportError(
+                    "SAMNClassifier.fit needs PyTorch (pip install torch); a fitted "
+                    "model predicts without it."
+                ) from error
+            from ._device import resolve_device, torch_generator
+
+            device = resolve_device(self.device)
+            random_state = check_random_state(self.random_state)
+
+            if self.variant == "invariant":
+                shift, scale = _weighted_centre_and_scale(X, sample_weight)
+                _check_float32_precision(shift, scale)
+            else:
+                shift, scale = np.zeros(n_features), 1.0
+            max_norm = self._resolved_max_norm()
+            if prior is not None:
+                if self.variant == "invariant":
+                    warn_if_elsewhere(prior[0], shift, scale, classes)
+                prior = (centred(prior[0], shift), prior[1])
+
+            warm = init is None and self.warm_start and hasattr(self, "coef_")
+            if warm and (
+                not np.array_equal(classes, self.classes_)
+                or self.coef_.shape[1] != n_features
+            ):
+                raise ValueError(
+                    "warm_start=True needs the classes and number of features of the "
+                    f"previous fit ({len(self.classes_)} classes, "
+                    f"{self.coef_.shape[1]} features); got {n_classes} classes "
+                    f"{classes!r} and {n_features} features."
+                )
+            if warm and self.variant == "paper" == self._head_variant:
+                # The published norm map is not invertible on coef_ alone.
+                previous = self._head_state
+
+                def initial_state(weight):
+                    return previous
+            else:
+                if warm:
+                    init = (self.coef_, self.intercept_)
+                # A given cap is the start of every norm; with "cv" each fold's
+                # path sets its own start.
+                initial_norm = max_norm if isinstance(max_norm, Real) else _INITIAL_NORM
+
+                def initial_state(weight):
+                    return _initial_state(
+                        self.variant, init, X, y_encoded, weight, n_classes,
+                        shift, scale, class_count, random_state, initial_norm, prior,
+                    )
+
+            if self.solver == "lbfgs":
+                if self.batch_size is not None:
+                    raise ValueError(
+                        "batch_size is for the minibatch solvers: solver='lbfgs' "
+                        "trains on the full batch; use solver='adam' or 'sgd' with "
+                        f"batch_size={self.batch_size}."
+                    )
+                state, info = train_head_lbfgs(
+                    self.variant, initial_state, X, y_encoded, sample_weight,
+                    class_count=class_count, shift=shift, scale=scale, loss=self.loss,
+                    max_norm=max_norm, n_folds=self.cv, tol=self.tol or 0.0,
+                    max_iter=self.max_iter, device=device, random_state=random_state,
+                    verbose=self.verbose, prior=prior,
+                )
+                max_norm = info["max_norm"]
+                loss_curve, converged = info["loss_curve"], info["converged"]
+                n_iter = info["n_iter"]
+                strength = info["logit_adjustment"]
+                cv_results = info.get("cv_results")
+            else:
+                head = build_head(
+                    self.variant, initial_state(sample_weight), class_count,
+                    max_norm=max_norm, device=device,
+                )
+                loss_curve, converged = train_head(
+                    head,
+                    X,
+                    y_encoded,
+                    sample_weight,
+                    shift=shift,
+                    scale=scale,
+                    logit_offset=logit_offset(
+                        self.loss, prior_offset_counts(train_counts, prior)
+                    ),
+                    solver=self.solver,
+                    learning_rate_init=self.learning_rate_init,
+                    batch_size=self.batch_size,
+                    max_iter=self.max_iter,
+                    tol=self.tol,
+                    n_iter_no_change=self.n_iter_no_change,
+                    device=device,
+                    generator=torch_generator(random_state),
+                    verbose=self.verbose,
+                    prior=prior,
+                )
+                state = head_state(head)
+                n_iter = len(loss_curve)
+                strength = 1.0 if self.loss == "logit_adjusted" else 0.0
+                cv_results = None
+
+            weights, bias = effective_weights(self.variant, state, class_count, max_norm)
+            self.classes_ = classes
+            # A copy: never the caller's class_counts array itself.
+            self.class_count_ = np.array(class_count, dtype=np.float64)
+            self.coef_ = weights / scale
+            self.intercept_ = bias - self.coef_ @ shift
+            self.max_norm_ = max_norm
+            self.cv_results_ = cv_results
+            self.logit_adjustment_ = strength
+            self.n_iter_ = n_iter
+            self.loss_curve_ = loss_curve
+            self.device_ = str(device)
+            self._head_state = state
+            self._head_variant = self.variant
+            if converged is False:
+                unit = "L-BFGS iterations" if self.solver == "lbfgs" else "passes"
+                warnings.warn(
+                    f"SAMNClassifier stopped after max_iter={self.max_iter} {unit} "
+                    f"before meeting tol={self.tol}. Increase max_iter for a "
+                    "converged fit.",
+                    ConvergenceWarning,
+                    stacklevel=2,
+                )
+            return self
+        except BaseException:
+            for name in _INPUT_ATTRIBUTES:
+                vars(self).pop(name, None)
+            vars(self).update(previous)
+            raise
 
     def _resolved_max_norm(self):
         """The cap to train with: a float, ``None`` (no cap) or ``"cv"``."""
@@ -688,9 +708,16 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
 
+# Set by the input validation at the start of fit (see fit).
+_INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
+
+
 def _check_sample_weight(sample_weight, n_samples):
     if sample_weight is None:
         return np.ones(n_samples, dtype=np.float64)
+    if isinstance(sample_weight, Real):
+        # One weight for every sample, as scikit-learn's estimators take it.
+        sample_weight = np.full(n_samples, sample_weight, dtype=np.float64)
     sample_weight = np.asarray(sample_weight, dtype=np.float64)
     if sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples:
         raise ValueError(

@@ -216,6 +216,52 @@ def test_warm_start_continues_from_previous_fit(long_tailed, fast_clf):
         clf.fit(X[y < 4], y[y < 4])
 
 
+def test_regression_a_refused_fit_leaves_the_previous_model_whole(long_tailed, fast_clf):
+    """A warm start refused for its features had already reset n_features_in_
+    (and feature_names_in_): the previous model then refused its own X."""
+    X, y = long_tailed
+    frame = pd.DataFrame(X, columns=[f"f{j}" for j in range(X.shape[1])])
+    clf = fast_clf(max_norm=8.0, warm_start=True).fit(frame, y)
+    before = clf.predict_proba(frame)
+    with pytest.raises(ValueError, match="warm_start=True needs the classes"):
+        clf.fit(frame.iloc[:, :3], y)
+    assert clf.n_features_in_ == X.shape[1]
+    assert list(clf.feature_names_in_) == list(frame.columns)
+    np.testing.assert_array_equal(clf.predict_proba(frame), before)
+    # A first fit that fails leaves nothing fitted.
+    fresh = fast_clf()
+    with pytest.raises(ValueError, match="sample_weight"):
+        fresh.fit(frame, y, sample_weight=-np.ones(y.shape[0]))
+    assert not hasattr(fresh, "n_features_in_") and not hasattr(fresh, "feature_names_in_")
+
+
+def test_regression_class_count_is_a_copy_of_class_counts(long_tailed, fast_clf):
+    """A float64 class_counts array came back as class_count_ itself: changing
+    one changed the other."""
+    X, y = long_tailed
+    counts = np.bincount(y).astype(np.float64)
+    clf = fast_clf(max_norm=8.0, class_counts=counts).fit(X, y)
+    assert clf.class_count_ is not counts and not np.shares_memory(clf.class_count_, counts)
+    np.testing.assert_array_equal(clf.class_count_, counts)
+
+
+def test_a_scalar_sample_weight_weighs_every_sample_alike(long_tailed, fast_clf):
+    X, y = long_tailed
+    np.testing.assert_array_equal(fast_clf(max_norm=8.0).fit(X, y, sample_weight=2.5).coef_,
+                                  fast_clf(max_norm=8.0).fit(X, y).coef_)
+    with pytest.raises(ValueError, match="Negative values in sample_weight"):
+        fast_clf(max_norm=8.0).fit(X, y, sample_weight=-1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int32, np.float64])
+def test_regression_fit_without_y_says_so_for_every_dtype(long_tailed, fast_clf, dtype):
+    """float16 and integer X (read block by block, outside validate_data) said
+    "y should be a 1d array, got an array of shape ()"."""
+    X, _ = long_tailed
+    with pytest.raises(ValueError, match="requires y to be passed, but the target y is None"):
+        fast_clf().fit(X.astype(dtype), None)
+
+
 def test_paper_variant_warm_start_keeps_its_scalars(long_tailed, fast_clf):
     X, y = long_tailed
     clf = fast_clf(variant="paper", solver="adam", warm_start=True, max_iter=5).fit(X, y)
