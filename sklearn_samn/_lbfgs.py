@@ -13,6 +13,8 @@ runs the whole fit: the cross-validated choice of the norm cap
 starts (:func:`_better_start`).
 """
 
+import math
+
 import numpy as np
 import torch
 
@@ -41,6 +43,8 @@ _CREDIT_UNSCORED = True
 # _make_stand_ins) instead of crediting them with the trend of the others.
 _STAND_INS = True
 _MAX_BACKTRACKS = 30
+# Most restarts of a fit whose norms got stuck (see _free_stuck_norms).
+_MAX_RESTARTS = 10
 # Longest extrapolation of a first step along the gradient, as a multiple of
 # the step already accepted.
 _MAX_EXTRAPOLATION = 64.0
@@ -150,6 +154,10 @@ class HeadObjective:
             ).double()
         # The scalar whose gradient w.r.t. (weights, bias) is the accumulated one.
         ((weights * grad_w).sum() + (bias * grad_b).sum()).backward()
+        # The gradient w.r.t. the log-norms the head used (w_c = exp(q_c) u_c),
+        # which the projection's backward hides where it is flat (see
+        # _free_stuck_norms); kept with the weights it was taken at.
+        self.log_norm_gradient = ((w * grad_w).sum(dim=1), w)
         return float(total) / self.total_weight
 
     def _block_scores(self, xb, weights, bias):
@@ -344,6 +352,87 @@ def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
     return n_iter, True
 
 
+def minimize_head(objective, head, *, tol, max_iter, callback=None, start=None):
+    """:func:`minimize_lbfgs`, then, while some norms of an invariant head are
+    stuck (:func:`_free_stuck_norms`), again from where they are free to move.
+    Same arguments and returns; ``n_iter`` counts every round's iterations."""
+    n_iter, converged = minimize_lbfgs(objective, head, tol=tol, max_iter=max_iter,
+                                       callback=callback, start=start)
+    for _ in range(_MAX_RESTARTS):
+        if not converged or not _free_stuck_norms(objective, head, tol):
+            break
+        more, converged = minimize_lbfgs(objective, head, tol=tol,
+                                         max_iter=max_iter - n_iter, callback=callback)
+        n_iter += more
+    return n_iter, converged
+
+
+def _free_stuck_norms(objective, head, tol):
+    """Whether the fit of an invariant head stopped with log-norms that the
+    optimum wants moved but the gradient cannot move; if so, the free
+    log-norms are set to the values the head uses, where it can.
+
+    The head uses the projection of its free log-norms (monotone in the
+    class counts, at most ``log(max_norm)``). Where the projection is flat
+    its backward passes nothing: a free log-norm above the cap gets no
+    gradient however much the loss wants that norm smaller, and classes that
+    the projection pools with their free values out of order all get their
+    block's mean gradient, so they can never part. L-BFGS then stops short
+    of the constrained optimum. The test is the optimality condition of the
+    constrained problem: the gradient w.r.t. the log-norms used, projected
+    on the moves the constraints allow from there, has no component above
+    ``tol``. Fits where every norm sits at the cap and the loss wants each
+    larger (the default's, on every dev set measured) pass it untouched.
+    """
+    from ._pava import monotone_projection
+    from ._training import InvariantHead
+
+    if not isinstance(head, InvariantHead):
+        return False
+    with torch.no_grad():
+        used = head.projected_log_norms()
+        if torch.equal(used, head.log_norms):
+            return False
+        weights, _ = head()
+    gradient, at = getattr(objective, "log_norm_gradient", (None, None))
+    if at is None or not torch.equal(at, weights):
+        # The last evaluation was of a point the line search rejected.
+        _value_and_gradient(objective, head)
+        gradient, _ = objective.log_norm_gradient
+    used = used.double().cpu().numpy()
+    descent = -gradient.double().cpu().numpy()
+    cap = None if head.max_norm is None else np.float32(math.log(head.max_norm))
+    counts = head.counts.counts
+    # Classes with equal log-norms may move apart only in the order of the
+    # counts (their moves are the monotone projection of the descent), and
+    # those at the cap only down; elsewhere every move is allowed.
+    allowed = descent.copy()
+    _, group, size = np.unique(used, return_inverse=True, return_counts=True)
+    for g in np.flatnonzero(size > 1):
+        tied = np.flatnonzero(group == g)
+        allowed[tied] = monotone_projection(descent[tied], counts[tied],
+                                            increasing=False)[0]
+    if cap is not None:
+        at_cap = used.astype(np.float32) >= cap
+        allowed[at_cap] = np.minimum(allowed[at_cap], 0.0)
+    if not np.abs(allowed).max() > tol:
+        return False
+    with torch.no_grad():
+        free = head.projected_log_norms()
+        if cap is not None:
+            # Just below the cap, where the clip passes gradients, whatever
+            # the rounding of log(max_norm) in float32.
+            below = torch.nextafter(torch.tensor(math.log(head.max_norm), dtype=free.dtype),
+                                    torch.tensor(-math.inf, dtype=free.dtype))
+            free = torch.minimum(free, below.to(free.device))
+        head.log_norms.copy_(free)
+        # The head sees only each direction's unit vector: starting again from
+        # unit rows costs nothing and keeps the gradient w.r.t. a row that a
+        # long step took close to zero from growing without bound.
+        head.directions.div_(head.directions.norm(dim=1, keepdim=True))
+    return True
+
+
 def _value_and_gradient(objective, head):
     """``objective(head)`` and its flat gradient (``None`` if the value is not
     finite), in the order of ``head.parameters()``."""
@@ -489,7 +578,7 @@ def train_head_lbfgs(
                 "lower": [head, fresh], "folds": [head], "class_means": [fresh],
             }[_FINAL_START])
         loss_curve = []
-        n_iter, converged = minimize_lbfgs(
+        n_iter, converged = minimize_head(
             final, head, tol=tol, max_iter=max_iter,
             callback=loss_curve.append, start=start,
         )
@@ -616,7 +705,7 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
 
     def evaluate(fold, max_norm):
         fold["head"].max_norm = max_norm
-        iterations, _ = minimize_lbfgs(
+        iterations, _ = minimize_head(
             fold["objective"], fold["head"], tol=tol, max_iter=max_iter
         )
         n_iter[max_norm] = n_iter.get(max_norm, 0) + iterations

@@ -42,7 +42,8 @@ class InvariantHead(torch.nn.Module):
         self.counts = CountOrder(counts)
         self.max_norm = max_norm
 
-    def norms(self):
+    def projected_log_norms(self):
+        """The log-norms the head uses: the free ones projected."""
         log_norms = monotone_projection_torch(
             self.log_norms, self.counts, increasing=False
         )
@@ -50,7 +51,10 @@ class InvariantHead(torch.nn.Module):
             # Clipping the monotone projection is the projection onto the
             # monotone values that are also at most log(max_norm).
             log_norms = torch.clamp(log_norms, max=math.log(self.max_norm))
-        return torch.exp(log_norms)
+        return log_norms
+
+    def norms(self):
+        return torch.exp(self.projected_log_norms())
 
     def forward(self):
         unit = self.directions / self.directions.norm(dim=1, keepdim=True)
