@@ -72,6 +72,16 @@ class ClassPriorPipeline(Pipeline):
         super().__init__(steps, memory=memory, verbose=verbose)
         self.class_embeddings = class_embeddings
 
+    def __getitem__(self, ind):
+        """A step, or a sub-pipeline as :class:`~sklearn.pipeline.Pipeline`
+        slices. A slice that keeps every step keeps ``class_embeddings``; any
+        other has none: the embeddings live in the space of the first step's
+        input, and a slice without the last step has no head to give them to."""
+        sub = super().__getitem__(ind)
+        if isinstance(ind, slice) and len(sub.steps) == len(self.steps):
+            sub.set_params(class_embeddings=self.class_embeddings)
+        return sub
+
     def fit(self, X, y=None, **params):
         """Fit the transformers on ``X``, then the last step with the embeddings
         sent through them.

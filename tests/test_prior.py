@@ -442,6 +442,20 @@ def test_regression_the_pipeline_routes_aliased_metadata_to_its_steps():
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
 
 
+def test_regression_a_whole_slice_of_the_pipeline_keeps_its_prior():
+    """``pipe[:]`` came back without class_embeddings (Pipeline slices pass on
+    steps, memory and verbose only) and fitted without the prior, silently."""
+    X, y, _, _, names = tail_problem()
+    pipe = make_prior_pipeline(StandardScaler(), SAMNClassifier(max_norm=8.0, device="cpu"),
+                               class_embeddings=names)
+    whole = pipe[:]
+    assert isinstance(whole, ClassPriorPipeline) and whole.class_embeddings is names
+    np.testing.assert_allclose(whole.fit(X, y)[-1].coef_,
+                               _scaled_head_by_hand(X, y, names, None), rtol=1e-6, atol=1e-9)
+    assert pipe[:1].class_embeddings is None and pipe[1:].class_embeddings is None
+    assert isinstance(pipe[-1], SAMNClassifier)
+
+
 def test_regression_the_pipeline_takes_its_steps_as_a_tuple():
     """``self.steps[:-1] = ...`` failed on tuple steps, which Pipeline accepts."""
     X, y, _, _, names = tail_problem()
