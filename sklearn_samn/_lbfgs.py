@@ -356,14 +356,27 @@ def minimize_head(objective, head, *, tol, max_iter, callback=None, start=None):
     """:func:`minimize_lbfgs`, then, while some norms of an invariant head are
     stuck (:func:`_free_stuck_norms`), again from where they are free to move.
     Same arguments and returns; ``n_iter`` counts every round's iterations."""
+    values = []
+
+    def record(value):
+        values.append(value)
+        if callback is not None:
+            callback(value)
+
     n_iter, converged = minimize_lbfgs(objective, head, tol=tol, max_iter=max_iter,
-                                       callback=callback, start=start)
+                                       callback=record, start=start)
     for _ in range(_MAX_RESTARTS):
         if not converged or not _free_stuck_norms(objective, head, tol):
             break
+        before = values[-1] if values else None
         more, converged = minimize_lbfgs(objective, head, tol=tol,
-                                         max_iter=max_iter - n_iter, callback=callback)
+                                         max_iter=max_iter - n_iter, callback=record)
         n_iter += more
+        if before is not None and not (
+                before - values[-1] > _FTOL * max(abs(before), 1.0)):
+            # No decrease beyond float32 rounding: the stop was the loss's
+            # precision (far from the optimum's scale), not a stuck norm.
+            break
     return n_iter, converged
 
 
