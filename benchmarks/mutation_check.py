@@ -130,8 +130,26 @@ MUTANTS = [
         name="cv-takes-the-last-cap",
         what="the cross-validation keeps the last cap tried, not the best",
         path="sklearn_samn/_selection.py",
-        old="        if score > best_score:\n",
+        old="        if best is None or score > best_score:\n",
         new="        if True:\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
+        name="stuck-norms-kept",
+        what="a fit whose norms the projection's backward cannot move is never "
+             "restarted (it stops short of the constrained optimum)",
+        path="sklearn_samn/_lbfgs.py",
+        old="    if not np.abs(allowed).max() > tol:\n",
+        new="    if True:\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
+        name="pooled-ties-unordered",
+        what="equal log-norms may move apart against the order of the counts in the "
+             "optimality test (any move of a tied group counts as allowed)",
+        path="sklearn_samn/_lbfgs.py",
+        old="    for g in np.flatnonzero(size > 1):\n",
+        new="    for g in np.flatnonzero(size > 1e9):\n",
         tests=("tests/test_lbfgs.py",),
     ),
     Mutant(
@@ -157,7 +175,7 @@ MUTANTS = [
         what="the trend is read against a class's whole weight, not the weight its "
              "fold trained on",
         path="sklearn_samn/_lbfgs.py",
-        old="np.log(weighted[scored] - held[scored])",
+        old="np.log(train[scored])",
         new="np.log(weighted[scored])",
         tests=("tests/test_lbfgs.py",),
     ),
