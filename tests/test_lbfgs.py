@@ -900,3 +900,26 @@ def test_norms_at_the_cap_that_want_to_grow_are_not_stuck():
     assert _lbfgs._free_stuck_norms(Recorded(), head, 1e-4)
     assert torch.all(head.log_norms < np.log(2.0))
     assert torch.all(head.log_norms > np.log(2.0) - 1e-6)
+
+
+def test_pooled_norms_that_want_to_cross_their_order_are_not_stuck():
+    """Classes pooled at one log-norm below the cap, the rarer wanting a smaller
+    norm and the more frequent a larger one: the order forbids that move, so
+    the pool is optimal and the check leaves it. The reverse wish is allowed,
+    so there the fit is stuck."""
+    from sklearn_samn._training import InvariantHead
+
+    counts = np.array([40.0, 20.0, 10.0])
+    raw = torch.tensor([0.3, 0.2, 0.1])  # the rarer the smaller: pooled at 0.2
+    head = InvariantHead(torch.randn(3, 2), raw, torch.zeros(3), counts, max_norm=8.0)
+    weights, _ = head()
+
+    class Recorded:
+        # d loss / d log-norm: the frequent class wants up, the rare one down.
+        log_norm_gradient = (torch.tensor([-1e-2, 0.0, 1e-2]), weights)
+
+    assert not _lbfgs._free_stuck_norms(Recorded(), head, 1e-4)
+    torch.testing.assert_close(head.log_norms.detach(), raw)
+    Recorded.log_norm_gradient = (torch.tensor([1e-2, 0.0, -1e-2]), weights)
+    assert _lbfgs._free_stuck_norms(Recorded(), head, 1e-4)
+    torch.testing.assert_close(head.log_norms.detach(), torch.full((3,), 0.2))
