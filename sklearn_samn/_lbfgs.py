@@ -403,8 +403,8 @@ def _free_stuck_norms(objective, head, tol):
     if not isinstance(head, InvariantHead):
         return False
     with torch.no_grad():
-        used = head.projected_log_norms()
-        if torch.equal(used, head.log_norms):
+        used_t = head.projected_log_norms()
+        if torch.equal(used_t, head.log_norms):
             return False
         weights, _ = head()
     gradient, at = getattr(objective, "log_norm_gradient", (None, None))
@@ -412,7 +412,7 @@ def _free_stuck_norms(objective, head, tol):
         # The last evaluation was of a point the line search rejected.
         _value_and_gradient(objective, head)
         gradient, _ = objective.log_norm_gradient
-    used = used.double().cpu().numpy()
+    used = used_t.double().cpu().numpy()
     descent = -gradient.double().cpu().numpy()
     cap = None if head.max_norm is None else np.float32(math.log(head.max_norm))
     counts = head.counts.counts
@@ -431,7 +431,7 @@ def _free_stuck_norms(objective, head, tol):
     if not np.abs(allowed).max() > tol:
         return False
     with torch.no_grad():
-        free = head.projected_log_norms()
+        free = used_t
         if cap is not None:
             # Just below the cap, where the clip passes gradients, whatever
             # the rounding of log(max_norm) in float32.
