@@ -144,6 +144,15 @@ MUTANTS = [
         tests=("tests/test_lbfgs.py",),
     ),
     Mutant(
+        name="minibatch-steps-unprojected",
+        what="Adam and SGD step on the free log-norms without setting them to the ones "
+             "used (norms above the cap, or pooled out of order, cannot move)",
+        path="sklearn_samn/_training.py",
+        old="    settle = isinstance(head, InvariantHead)\n",
+        new="    settle = False\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
         name="pooled-ties-unordered",
         what="equal log-norms may move apart against the order of the counts in the "
              "optimality test (any move of a tied group counts as allowed)",

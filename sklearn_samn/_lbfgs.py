@@ -430,15 +430,8 @@ def _free_stuck_norms(objective, head, tol):
         allowed[at_cap] = np.minimum(allowed[at_cap], 0.0)
     if not np.abs(allowed).max() > tol:
         return False
+    head.settle_log_norms(used_t)
     with torch.no_grad():
-        free = used_t
-        if cap is not None:
-            # Just below the cap, where the clip passes gradients, whatever
-            # the rounding of log(max_norm) in float32.
-            below = torch.nextafter(torch.tensor(math.log(head.max_norm), dtype=free.dtype),
-                                    torch.tensor(-math.inf, dtype=free.dtype))
-            free = torch.minimum(free, below.to(free.device))
-        head.log_norms.copy_(free)
         # The head sees only each direction's unit vector: starting again from
         # unit rows costs nothing and keeps the gradient w.r.t. a row that a
         # long step took close to zero from growing without bound.

@@ -56,9 +56,35 @@ class InvariantHead(torch.nn.Module):
     def norms(self):
         return torch.exp(self.projected_log_norms())
 
-    def forward(self):
+    @torch.no_grad()
+    def settle_log_norms(self, used=None):
+        """Set the free log-norms to the ones the head uses (``used``, or the
+        projection of the free ones), just below the cap.
+
+        Where the projection is flat its backward passes nothing: a free
+        log-norm above the cap gets no gradient however much the loss wants
+        that norm smaller, and classes pooled with their free values out of
+        order all get their block's mean gradient, so they never part. From
+        the values used (equal values are not pooled in the backward, and
+        just below the cap the clip passes gradients) every move the order
+        and the cap allow has its gradient; the head is unchanged.
+        """
+        if used is None:
+            used = self.projected_log_norms()
+        if self.max_norm is not None:
+            # Below log(max_norm) whatever its rounding in the head's dtype.
+            cap = torch.tensor(math.log(self.max_norm), dtype=used.dtype)
+            below = torch.nextafter(cap, torch.tensor(-math.inf, dtype=used.dtype))
+            used = torch.minimum(used, below.to(used.device))
+        self.log_norms.copy_(used)
+
+    def forward(self, settled=False):
+        """``(weights, bias)``. ``settled=True`` (right after
+        :meth:`settle_log_norms`) skips the projection: of settled log-norms
+        it is the identity, in value and in gradient."""
         unit = self.directions / self.directions.norm(dim=1, keepdim=True)
-        return self.norms()[:, None] * unit, self.bias
+        log_norms = self.log_norms if settled else self.projected_log_norms()
+        return torch.exp(log_norms)[:, None] * unit, self.bias
 
 
 def _paper_map(scalars, counts):
@@ -335,6 +361,7 @@ def train_head(
     total_steps = max_iter * n_batches
     steps_done = 0
 
+    settle = isinstance(head, InvariantHead)
     full_blocks = None
     with torch_threads_for(block * n_features * n_classes, device):
         loss_curve = []
@@ -361,7 +388,11 @@ def train_head(
                 blocks, device_rows, stream.blocks(host_rows, device_rows)
             ):
                 if step is None:
-                    weights, bias = head()
+                    if settle:
+                        # A projected step: from the log-norms used, every
+                        # move the order and the cap allow has its gradient.
+                        head.settle_log_norms()
+                    weights, bias = head(settled=True) if settle else head()
                     step = (
                         weights.detach(),
                         bias.detach() + offset_t,
@@ -416,4 +447,6 @@ def train_head(
             if no_improvement >= n_iter_no_change:
                 converged = True
                 break
+        if settle:
+            head.settle_log_norms()
         return loss_curve, converged

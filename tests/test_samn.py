@@ -882,15 +882,20 @@ def test_learning_rate_is_per_pass(long_tailed, adam_step_sizes):
     assert seen[1] == pytest.approx(0.01 * 39 / len(y))
 
 
-def test_norms_can_separate_from_their_equal_start():
-    # Every log-norm starts at the same value; the constraint must not freeze
-    # them into one block. Here the rare classes are far apart from the rest,
-    # so training gives them different norms while keeping the order.
-    X, y = make_long_tailed_blobs(counts=(300, 100, 30, 10, 3), n_features=6, seed=1)
-    clf = SAMNClassifier(device="cpu", solver="adam", random_state=0).fit(X, y)
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_norms_can_separate_from_their_equal_start(solver):
+    # Every log-norm starts at the same value, and each step sets the free
+    # log-norms to the (tied) ones used; ties must not freeze them into one
+    # block. On overlapping classes the loss wants the rarer classes' norms
+    # larger, which the order allows, so they part. (On well-separated blobs
+    # the frequent classes want theirs larger, which the order forbids: there
+    # one block is the constrained answer.)
+    X, y = make_long_tailed_blobs(counts=(300, 100, 30, 10, 3), n_features=6,
+                                  separation=0.3, seed=2)
+    clf = SAMNClassifier(device="cpu", solver=solver, random_state=0).fit(X, y)
     norms = np.linalg.norm(clf.coef_, axis=1)
     assert_norms_monotone(clf)
-    assert norms.max() > norms.min() * 1.01
+    assert norms.max() > norms.min() * 1.02
 
 
 def test_adam_learning_rate_follows_the_cosine_schedule(long_tailed, adam_step_sizes):
