@@ -319,10 +319,15 @@ def _monotone_projection_function():
             def backward(ctx, grad_output):
                 block_ids = _jacobian_blocks(*ctx.pooling)
                 n_blocks = int(block_ids.max()) + 1 if block_ids.size else 0
-                ids = torch.from_numpy(block_ids).to(grad_output.device)
-                sums = grad_output.new_zeros(n_blocks).index_add_(0, ids, grad_output)
-                sizes = torch.bincount(ids, minlength=n_blocks).to(grad_output.dtype)
-                return (sums / sizes)[ids], None, None
+                ids = torch.from_numpy(block_ids)
+                # The block sums on the host (a no-op move there), in index
+                # order: on CUDA, index_add_ adds with atomics in no fixed
+                # order, so a fit would not repeat bit for bit.
+                grad = grad_output.cpu()
+                sums = grad.new_zeros(n_blocks).index_add_(0, ids, grad)
+                sizes = torch.from_numpy(np.bincount(block_ids, minlength=n_blocks))
+                mean = (sums / sizes.to(grad.dtype))[ids]
+                return mean.to(grad_output.device), None, None
 
         _FUNCTION = MonotoneProjection
     return _FUNCTION

@@ -124,3 +124,24 @@ def test_cuda_coef_equals_the_cpu_coef_on_every_streaming_path(
         np.testing.assert_allclose(gpu.coef_, expected, rtol=1e-4, atol=1e-6,
                                    err_msg=name)
     assert modes == ["resident" if resident else "pinned"] * len(inputs)
+
+
+def test_cuda_projection_backward_repeats_bit_for_bit_and_matches_the_cpu():
+    # The block sums of the PAVA backward run on the host, in index order:
+    # CUDA's index_add_ adds with atomics in no fixed order.
+    from sklearn_samn._pava import monotone_projection_torch
+
+    rng = np.random.RandomState(0)
+    counts = rng.randint(1, 5, size=4096)  # many ties: large pooled blocks
+    values = torch.tensor(rng.randn(4096), dtype=torch.float32)
+    incoming = torch.tensor(rng.randn(4096), dtype=torch.float32)
+
+    def gradient(device):
+        v = values.to(device).requires_grad_()
+        out = monotone_projection_torch(v, counts, increasing=False)
+        (out * incoming.to(device)).sum().backward()
+        return v.grad.cpu()
+
+    cpu = gradient("cpu")
+    for _ in range(3):
+        assert torch.equal(gradient("cuda"), cpu)
