@@ -315,7 +315,7 @@ MUTANTS = [
         name="backward-identity",
         what="PAVA backward passes gradients through unchanged (no block mean)",
         path="sklearn_samn/_pava.py",
-        old="                return (sums / sizes)[ids], None, None\n",
+        old="                return mean.to(grad_output.device), None, None\n",
         new="                return grad_output.clone(), None, None\n",
         tests=("tests/test_pava.py",),
     ),
