@@ -57,7 +57,12 @@ def _choose_keys(path, files, *, role, need_y, x_key, y_key):
     if not need_y or y_key is not None:
         return x_key, y_key
     y_key = _pair(x_key)
-    if y_key is None or y_key not in files:
+    if y_key is None:
+        raise CommandError(
+            f"{path}: no labels array known to go with {x_key} (only X... pairs with "
+            f"y...); name it with --y-key (found {_found(files)})."
+        )
+    if y_key not in files:
         strays = sorted(k for k in files if k == "y" or k.startswith("y_"))
         if strays:
             raise CommandError(
@@ -80,7 +85,13 @@ def _role_features(path, files, role, *, with_y, hint):
         suffixed_names.append(_pair(suffixed))
     found_plain = [k for k in plain_names if k in files]
     found_suffixed = [k for k in suffixed_names if k in files]
-    if found_plain and found_suffixed:
+    # Ambiguous when both features arrays are there, or a whole pair and part of
+    # the other; X with y_train alone is a mismatched pair (_choose_keys says so).
+    if found_plain and found_suffixed and (
+        (plain in files and suffixed in files)
+        or len(found_plain) == len(plain_names)
+        or len(found_suffixed) == len(suffixed_names)
+    ):
         raise CommandError(
             f"{path}: ambiguous: holds both {'/'.join(found_plain)} and "
             f"{'/'.join(found_suffixed)}; "
@@ -136,7 +147,7 @@ def _load_arrays(path, *, role, need_y, x_key=None, y_key=None):
         )
     if X.dtype.kind in "fc" and not np.all(np.isfinite(X)):
         row = int(np.flatnonzero(~np.all(np.isfinite(X), axis=1))[0])
-        kind = "NaN" if np.isnan(X).any() else "infinity"
+        kind = "NaN" if np.isnan(X[row]).any() else "infinity"
         raise CommandError(f"{path}: {x_key} contains {kind} (first in row {row}).")
     return X, y
 
@@ -273,10 +284,28 @@ def _cmd_demo(args):
     folder = os.path.dirname(os.path.abspath(args.picture)) if args.picture else None
     if folder is not None and not os.path.isdir(folder):
         raise CommandError(f"cannot write the picture {args.picture}: no folder {folder}")
+    suffix = os.path.splitext(args.picture)[1][1:].lower() if args.picture else ""
+    formats = _picture_formats()
+    if suffix and formats is not None and suffix not in formats:
+        raise CommandError(
+            f"cannot write the picture {args.picture}: matplotlib writes "
+            f"{', '.join(sorted(formats))}, not {suffix!r}"
+        )
     try:
         run_demo(picture=args.picture, out=sys.stdout)
-    except OSError as error:
-        raise CommandError(f"cannot write the picture {args.picture}: {error}") from None
+    except (OSError, ValueError) as error:
+        raise CommandError(
+            f"cannot write the picture {args.picture}: {_one_line(str(error))}"
+        ) from None
+
+
+def _picture_formats():
+    """The file formats matplotlib can write, or None without matplotlib."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+    except ImportError:
+        return None
+    return set(FigureCanvasAgg.get_supported_filetypes())
 
 
 def _add_key_options(parser, pair, *, y=True):

@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 
-_DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 def check_device_string(device):
@@ -15,7 +15,7 @@ def check_device_string(device):
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     """
-    if not isinstance(device, str) or not _DEVICE_PATTERN.match(device):
+    if not isinstance(device, str) or not _DEVICE_PATTERN.fullmatch(device):
         raise ValueError(
             "The 'device' parameter of SAMNClassifier must be 'auto', 'cpu', "
             f"'cuda' or 'cuda:N' with N a GPU index; got {device!r}."

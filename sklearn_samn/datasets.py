@@ -32,8 +32,8 @@ def long_tailed_counts(n_classes, imbalance_ratio, *, profile="exponential", n_m
     profile : {"exponential", "step"}, default="exponential"
         ``"exponential"``: rank ``r`` keeps
         ``floor(n_max * imbalance_ratio ** (-r / (n_classes - 1)))``.
-        ``"step"``: the first half of the ranks keep ``n_max``, the others
-        ``floor(n_max / imbalance_ratio)``.
+        ``"step"``: the first half of the ranks (rank 0 at least) keep
+        ``n_max``, the others ``floor(n_max / imbalance_ratio)``.
     n_max : int
         Count of the most frequent class (rank 0).
 
@@ -57,7 +57,7 @@ def long_tailed_counts(n_classes, imbalance_ratio, *, profile="exponential", n_m
         counts = np.floor(n_max * imbalance_ratio ** (-exponent) * (1 + 1e-12))
     else:
         counts = np.where(
-            ranks < n_classes // 2, n_max, np.floor(n_max / imbalance_ratio)
+            ranks < max(n_classes // 2, 1), n_max, np.floor(n_max / imbalance_ratio)
         )
     return np.maximum(counts, 1).astype(int)
 

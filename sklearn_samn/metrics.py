@@ -8,7 +8,7 @@ from sklearn.metrics import recall_score
 from sklearn.utils._param_validation import StrOptions, validate_params
 from sklearn.utils.multiclass import unique_labels
 
-from ._validation import class_counts_array
+from ._validation import by_label, class_counts_array
 
 __all__ = [
     "per_class_accuracy",
@@ -112,7 +112,9 @@ def shot_groups(class_counts, *, thresholds=(100, 20)):
         groups[rank < n / 3] = "few"
         groups[rank >= 2 * n / 3] = "many"
         return groups
-    if len(thresholds) != 2 or not all(isinstance(t, Real) for t in thresholds):
+    if len(thresholds) != 2 or not all(
+        isinstance(t, Real) and not np.isnan(t) for t in thresholds
+    ):
         raise ValueError(
             f"thresholds must be a pair (many, few) of numbers or 'thirds'; got {thresholds!r}."
         )
@@ -146,13 +148,14 @@ def shot_accuracy(y_true, y_pred, *, class_counts, labels=None, thresholds=(100,
         True labels.
     y_pred : array-like of shape (n_samples,)
         Predicted labels.
-    class_counts : array-like of shape (n_classes,) or dict
+    class_counts : array-like of shape (n_classes,), dict or pandas Series
         Training count of each class: an array in the order of ``labels``
-        (e.g. ``clf.class_count_`` with ``labels=clf.classes_``) or a dict
-        label -> count.
+        (e.g. ``clf.class_count_`` with ``labels=clf.classes_``), or a dict
+        label -> count (a Series, such as ``y.value_counts()``, by its index).
     labels : array-like of shape (n_classes,), default=None
-        The classes; ``None`` uses the sorted union of ``y_true`` and
-        ``y_pred`` (give ``labels`` with an array ``class_counts``). Every
+        The classes; ``None`` uses the sorted union of ``y_true`` and the
+        dict's labels, or with an array ``class_counts`` of ``y_true`` and
+        ``y_pred`` (better: give ``labels`` with an array). Every
         label of ``y_true`` must be among them (a ``ValueError`` names those
         that are not): a class left out would be left out of the balanced
         accuracy. A prediction outside ``labels`` is a miss.
@@ -173,9 +176,23 @@ def shot_accuracy(y_true, y_pred, *, class_counts, labels=None, thresholds=(100,
     >>> {k: float(v) for k, v in scores.items()}
     {'balanced': 0.5, 'many': 1.0, 'medium': 0.5, 'few': 0.0}
     """
+    labels, counts = _labels_and_counts(y_true, y_pred, class_counts, labels)
+    accuracy = per_class_accuracy(y_true, y_pred, labels=labels)
+    groups = shot_groups(counts, thresholds=thresholds)
+    scores = {"balanced": _nanmean(accuracy)}
+    for group in SHOT_GROUPS:
+        scores[group] = _nanmean(accuracy[groups == group])
+    return scores
+
+
+def _labels_and_counts(y_true, y_pred, class_counts, labels):
+    """The classes scored and their training counts, as :func:`shot_accuracy`
+    reads its arguments."""
+    class_counts = by_label(class_counts, "class_counts")
     if labels is None:
         if isinstance(class_counts, dict):
-            labels = unique_labels(y_true, y_pred, np.array(list(class_counts)))
+            # A prediction outside the classes is a miss; it needs no count.
+            labels = unique_labels(y_true, np.array(list(class_counts)))
         else:
             labels = unique_labels(y_true, y_pred)
     labels = np.asarray(labels)
@@ -186,13 +203,7 @@ def shot_accuracy(y_true, y_pred, *, class_counts, labels=None, thresholds=(100,
             "training counts (0 for a class never trained on) so that they count in "
             "the balanced accuracy."
         )
-    counts = _counts_array(class_counts, labels.tolist())
-    accuracy = per_class_accuracy(y_true, y_pred, labels=labels)
-    groups = shot_groups(counts, thresholds=thresholds)
-    scores = {"balanced": _nanmean(accuracy)}
-    for group in SHOT_GROUPS:
-        scores[group] = _nanmean(accuracy[groups == group])
-    return scores
+    return labels, _counts_array(class_counts, labels.tolist())
 
 
 def _nanmean(values):
@@ -238,7 +249,8 @@ class _ShotScorer:
         if self.class_counts is None:
             labels, counts = _with_unseen(*_fitted_class_counts(estimator), y)
         else:
-            labels, counts = None, self.class_counts
+            # A Series (y.value_counts()) by its labels, not its positions.
+            labels, counts = None, by_label(self.class_counts, "class_counts")
             if not isinstance(counts, dict):
                 # A class of this fold's test part that its training part lacks.
                 labels, counts = _with_unseen(estimator.classes_, counts, y)

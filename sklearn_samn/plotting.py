@@ -6,7 +6,8 @@ package does not.
 
 import numpy as np
 
-from .metrics import _counts_array, per_class_accuracy, shot_groups
+from ._validation import by_label
+from .metrics import _labels_and_counts, per_class_accuracy, shot_groups
 
 __all__ = ["NormProfileDisplay", "ShotAccuracyDisplay"]
 
@@ -227,10 +228,13 @@ class ShotAccuracyDisplay:
         ----------
         y_true, y_pred : array-like of shape (n_samples,)
             True and predicted labels.
-        class_counts : array-like of shape (n_classes,) or dict
-            Training counts (array in the order of ``labels``, or a dict).
+        class_counts : array-like of shape (n_classes,), dict or pandas Series
+            Training counts (array in the order of ``labels``, or a dict; a
+            Series by its index).
         labels : array-like of shape (n_classes,), default=None
-            The classes; needed with an array ``class_counts``.
+            The classes; needed with an array ``class_counts``. Every label of
+            ``y_true`` must be among them, as in
+            :func:`sklearn_samn.metrics.shot_accuracy`.
         thresholds : tuple (many, few) or "thirds", default=(100, 20)
             See :func:`sklearn_samn.metrics.shot_groups`.
         ax : matplotlib Axes, default=None
@@ -239,12 +243,10 @@ class ShotAccuracyDisplay:
         -------
         display : ShotAccuracyDisplay
         """
-        if labels is None:
-            if not isinstance(class_counts, dict):
-                raise ValueError("labels are needed when class_counts is an array.")
-            labels = list(class_counts)
-        labels = np.asarray(labels)
-        counts = _counts_array(class_counts, labels.tolist())
+        class_counts = by_label(class_counts, "class_counts")
+        if labels is None and not isinstance(class_counts, dict):
+            raise ValueError("labels are needed when class_counts is an array.")
+        labels, counts = _labels_and_counts(y_true, y_pred, class_counts, labels)
         accuracy = per_class_accuracy(y_true, y_pred, labels=labels)
         groups = shot_groups(counts, thresholds=thresholds)
         return cls(accuracy, counts, groups).plot(ax=ax)

@@ -200,6 +200,15 @@ def test_key_options_name_the_arrays_to_read(both, capsys):
         (lambda d: ["evaluate", d / "good.samn", d / "test.npz", "--thresholds", "20,100"],
          "--thresholds takes 'thirds' or MANY,FEW (e.g. 100,20); got '20,100': FEW must not "
          "exceed MANY"),
+        # Regressions: "expected one named None"; X with y_train called ambiguous;
+        # NaN named for an infinity in an earlier row.
+        (lambda d: ["fit", d / "custom.npz", "--out", d / "m.samn", "--x-key", "features"],
+         "no labels array known to go with features (only X... pairs with y...); name it "
+         "with --y-key (found features, labels)"),
+        (lambda d: ["fit", d / "x_with_y_train.npz", "--out", d / "m.samn"],
+         "mismatched pair: X with y_train; X goes with y"),
+        (lambda d: ["fit", d / "inf_then_nan.npz", "--out", d / "m.samn"],
+         "X contains infinity (first in row 0)"),
     ],
 )
 def test_bad_input_gives_one_line_and_nonzero_exit(files, make_args, message, capsys):
@@ -216,6 +225,11 @@ def test_bad_input_gives_one_line_and_nonzero_exit(files, make_args, message, ca
     X_nan = X.copy()
     X_nan[3, 2] = np.nan
     np.savez(files / "nan.npz", X=X_nan, y=y)
+    np.savez(files / "custom.npz", features=X, labels=y)
+    np.savez(files / "x_with_y_train.npz", X=X, y_train=y)
+    X_inf = X_nan.copy()
+    X_inf[0, 1] = np.inf
+    np.savez(files / "inf_then_nan.npz", X=X_inf, y=y)
     assert main(["fit", str(files / "train.npz"), "--out", str(files / "good.samn"),
                  "--set", "device=cpu", "--set", "max_iter=3"]) == 0
     capsys.readouterr()
@@ -296,6 +310,19 @@ def test_regression_demo_picture_in_a_missing_folder_is_one_line_before_the_fits
     assert main(["demo", "--picture", str(picture)]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write the picture" in err[0] and "no folder" in err[0]
+
+
+def test_regression_demo_picture_format_matplotlib_lacks_is_one_line_before_the_fits(
+        tmp_path, capsys, monkeypatch):
+    """matplotlib's ValueError for an unknown format was a 33-line traceback
+    after both fits."""
+    pytest.importorskip("matplotlib")
+    import sklearn_samn._demo
+
+    monkeypatch.setattr(sklearn_samn._demo, "run_demo", _refuse)
+    assert main(["demo", "--picture", str(tmp_path / "x.xyz")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "matplotlib writes" in err[0] and "not 'xyz'" in err[0]
 
 
 def _refuse(*args, **kwargs):

@@ -30,6 +30,12 @@ def test_step_profile():
     )
 
 
+def test_regression_step_profile_of_one_class_keeps_n_max():
+    """Rank 0 keeps n_max (the docstring's definition); one class got
+    n_max / imbalance_ratio."""
+    np.testing.assert_array_equal(long_tailed_counts(1, 10, profile="step", n_max=100), [100])
+
+
 def test_counts_never_drop_below_one():
     assert long_tailed_counts(77, 100, n_max=35).min() == 1
 

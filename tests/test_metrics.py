@@ -140,6 +140,39 @@ def test_regression_scorer_counts_a_test_class_the_fold_did_not_train_on(class_c
     assert make_shot_scorer("few", class_counts=counts, thresholds=(50, 20))(model, X, y) == 0.0
 
 
+def test_regression_scorer_reads_a_series_of_counts_by_its_labels():
+    """``y.value_counts()`` lists the labels by count; the scorer read it in the
+    order of ``classes_``, so classes fell in the wrong groups (many 0.5 and
+    few 1.0 here, against 1.0 and 0.5 with the same counts as a dict)."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.neighbors import KNeighborsClassifier
+
+    y_train = np.repeat([0, 1, 2], [5, 500, 50])
+    counts = pd.Series(y_train).value_counts()
+    assert list(counts.index) == [1, 2, 0]
+    clf = KNeighborsClassifier(1).fit(y_train[:, None].astype(float), y_train)
+    X = np.array([[1.0], [0.0], [1.0], [1.0], [2.0], [2.0]])  # one miss, class 0
+    y = np.array([0, 0, 1, 1, 2, 2])
+    expected = shot_accuracy(y, clf.predict(X), class_counts=counts.to_dict())
+    assert expected["few"] == 0.5 and expected["many"] == 1.0
+    for group in ("balanced", "many", "medium", "few"):
+        assert make_shot_scorer(group, class_counts=counts)(clf, X, y) == expected[group]
+        assert shot_accuracy(y, clf.predict(X), class_counts=counts)[group] == expected[group]
+
+
+def test_a_prediction_outside_the_counted_classes_is_a_miss_and_needs_no_count():
+    # It raised "class_counts has no count for labels [7]", though no class
+    # of y_true is 7: a prediction outside the classes is only a miss.
+    scores = shot_accuracy([0, 0, 1], [0, 7, 1], class_counts={0: 500, 1: 5})
+    assert (scores["balanced"], scores["many"], scores["few"]) == (0.75, 0.5, 1.0)
+    assert np.isnan(scores["medium"])
+
+
+def test_nan_thresholds_are_refused():
+    with pytest.raises(ValueError, match="thresholds must be a pair"):
+        shot_groups([500, 50, 5], thresholds=(np.nan, 20))
+
+
 def test_scorer_without_counts_needs_class_count():
     from sklearn.dummy import DummyClassifier
 

@@ -79,6 +79,23 @@ def test_shot_accuracy_display(fitted):
         ShotAccuracyDisplay.from_predictions(y, y, class_counts=[1, 2, 3, 4, 5])
 
 
+def test_regression_shot_accuracy_display_reads_a_series_and_keeps_every_true_class():
+    """A Series of counts (``y.value_counts()``) was refused without ``labels``
+    as if it were an array, and a class of ``y_true`` missing from a dict of
+    counts was dropped from the plot silently."""
+    pd = pytest.importorskip("pandas")
+    y_true, y_pred = ["a", "a", "b", "b", "c", "c"], ["a", "a", "b", "a", "c", "a"]
+    counts = pd.Series({"c": 5, "a": 500, "b": 50})
+    display = ShotAccuracyDisplay.from_predictions(y_true, y_pred, class_counts=counts)
+    assert display.groups.tolist() == ["many", "medium", "few"]
+    np.testing.assert_allclose(display.class_counts, [500, 50, 5])
+    np.testing.assert_allclose(display.accuracy, [1.0, 0.5, 0.5])
+    with pytest.raises(ValueError, match="no count for labels \\['z'\\]"):
+        ShotAccuracyDisplay.from_predictions(["a", "z"], ["a", "a"],
+                                             class_counts={"a": 500, "b": 5})
+    plt.close("all")
+
+
 def _labels_inside_figure(display, dpi):
     figure = display.figure_
     figure.set_dpi(dpi)

@@ -577,7 +577,8 @@ def test_cuda_without_cuda_is_a_clear_error(long_tailed, device):
         SAMNClassifier(device=device).fit(X, y)
 
 
-@pytest.mark.parametrize("device", ["gpu", "tpu", "cuda:", "cuda:x", "CPU", ""])
+@pytest.mark.parametrize("device", ["gpu", "tpu", "cuda:", "cuda:x", "CPU", "", "cpu\n",
+                                    "cuda:0\n"])
 def test_unknown_device_string(long_tailed, device):
     X, y = long_tailed
     with pytest.raises(ValueError, match="'device' parameter"):
