@@ -1,7 +1,8 @@
 """Quick start: a long-tailed head on scikit-learn's bundled digits.
 
-Makes the digits training split long-tailed (imbalance factor 20: the most
-frequent class keeps 20 times as many samples as the rarest), fits
+Makes the digits training split long-tailed (``imbalance_ratio=20``: the most
+frequent class keeps about 20 times as many samples as the rarest, counts
+rounded down), fits
 ``SAMNClassifier`` with its defaults (and a seed) and a ``LogisticRegression``
 baseline with its defaults, each after a ``StandardScaler``,
 and reports balanced accuracy on the untouched, roughly balanced test split.

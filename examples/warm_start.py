@@ -3,7 +3,10 @@
 The "existing head" here is a LogisticRegression trained on the long-tailed
 features, standing in for the classifier a backbone was trained with. Its
 weights seed ``SAMNClassifier.fit(X, y, coef_init=..., intercept_init=...)``;
-the constrained head then starts from those directions and norms.
+the constrained head then starts from those directions and biases. With the
+default ``max_norm="auto"`` the norms come from the cap the cross-validation
+chooses, not from the given head (a fixed ``max_norm`` or ``None`` keeps them,
+clipped at the cap).
 
     python examples/warm_start.py
 """

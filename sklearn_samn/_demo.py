@@ -53,7 +53,7 @@ def run_demo(picture="samn_demo.png", out=None):
     counts = np.bincount(y_lt)
     print(
         f"digits, long-tailed training half: {len(y_lt)} samples, counts "
-        f"{counts.min()}..{counts.max()} (ratio {IMBALANCE_RATIO}); balanced test "
+        f"{counts.min()}..{counts.max()} (imbalance_ratio={IMBALANCE_RATIO}); balanced test "
         f"half: {len(y_test)} samples. Groups: thirds of the classes by count.",
         file=out,
     )

@@ -208,7 +208,8 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
 
     warm_start : bool, default=False
         Whether to start from the previous fit's head when ``fit`` is called
-        again. ``coef_init`` takes precedence.
+        again (its norms only with a fixed ``max_norm`` or ``None``, as for
+        ``coef_init``). ``coef_init`` takes precedence.
 
     device : str, default="auto"
         ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``
@@ -397,8 +398,11 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
             number) weighs every sample alike. Only their ratios matter.
         coef_init : array-like of shape (n_classes, n_features), default=None
             Initial weights, e.g. the backbone's own classifier, in the order
-            of ``classes_``. For two classes the ``(1, n_features)`` shape of
-            scikit-learn's binary linear models is accepted too. A zero row
+            of ``classes_``. With ``max_norm="auto"`` only their directions
+            are used (the cross-validation sets the norms); with a fixed cap
+            or ``None`` their norms too (clipped at the cap). For two classes
+            the ``(1, n_features)`` shape of scikit-learn's binary linear
+            models is accepted too. A zero row
             starts from its class mean's direction instead (an all-zero
             ``coef_init`` starts where a fit without it does).
         intercept_init : array-like of shape (n_classes,), default=None

@@ -205,6 +205,25 @@ def test_coef_init_is_where_training_starts(long_tailed, fast_clf):
     assert one_pass.score(X, y) >= reference.score(X, y) - 0.02
 
 
+def test_coef_init_norms_are_used_only_where_no_cross_validation_sets_them(long_tailed):
+    # Documented (coef_init, docs/method.md): with max_norm="auto" each fold
+    # starts every norm at the smallest cap and the final fit at the chosen
+    # one, so only the directions and biases of coef_init count; with a fixed
+    # cap or None its norms are the start too.
+    X, y = long_tailed
+    # Centred, so that scaling coef_init leaves the head's biases (intercept +
+    # coef . mean of X) as they are: only its norms change.
+    X = X - X.mean(axis=0)
+    W = SAMNClassifier(device="cpu", random_state=0, max_norm=4.0).fit(X, y)
+
+    def fit(max_norm, scale):
+        return SAMNClassifier(device="cpu", random_state=0, max_norm=max_norm).fit(
+            X, y, coef_init=scale * W.coef_, intercept_init=W.intercept_).coef_
+
+    np.testing.assert_array_equal(fit("auto", 2.0**-7), fit("auto", 2.0**7))
+    assert not np.allclose(fit(None, 2.0**-7), fit(None, 2.0**7), rtol=1e-3)
+
+
 def test_warm_start_continues_from_previous_fit(long_tailed, fast_clf):
     X, y = long_tailed
     clf = fast_clf(solver="adam", warm_start=True, max_iter=20).fit(X, y)
