@@ -293,10 +293,8 @@ def _cmd_demo(args):
         )
     try:
         run_demo(picture=args.picture, out=sys.stdout)
-    except (OSError, ValueError) as error:
-        raise CommandError(
-            f"cannot write the picture {args.picture}: {_one_line(str(error))}"
-        ) from None
+    except OSError as error:
+        raise CommandError(f"cannot write the picture {args.picture}: {error}") from None
 
 
 def _picture_formats():
