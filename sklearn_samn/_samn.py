@@ -217,7 +217,15 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
 
     random_state : int, RandomState instance or None, default=None
         Seeds the minibatch shuffling and any random initialisation. With an
-        int, two fits on the CPU give bit-identical ``coef_``.
+        int, two fits on the CPU with the same torch threads give
+        bit-identical ``coef_``. A large fit uses fewer threads while other
+        processes keep cores busy (README, "Parallel model selection"), and
+        BLAS may split a long sum differently across another number of
+        threads: on a busy machine two fits can then differ by rounding
+        (entries of ``coef_`` up to 2e-7 apart, its largest 0.09, at
+        50,000 x 128 x 10 after two Adam passes). After
+        ``torch.set_num_threads(1)`` every fit uses one thread and repeats
+        bit for bit.
 
     verbose : int, default=0
         ``0`` is silent; ``1`` prints progress to stderr: with ``"lbfgs"``

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
-from sklearn_samn import SAMNClassifier
+from sklearn_samn import SAMNClassifier, _threads
 
 # Scripts run in subprocesses (examples, benchmarks) import the package of this
 # checkout, not whichever copy is installed (an editable install of another
@@ -55,6 +55,23 @@ def _quiet_convergence():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         yield
+
+
+@pytest.fixture(autouse=True)
+def _every_core_free(request, monkeypatch):
+    """The free-core probe answers "every core" in this process's tests.
+
+    A large fit uses as many torch threads as the probe finds cores free of
+    other processes, and with the thread count the way BLAS splits a long
+    sum, so the last bits of ``coef_`` (``SAMNClassifier``'s ``random_state``
+    docstring). Tests that compare two fits bit for bit would fail whenever
+    another process (a second pytest worker, say) loads the machine between
+    them. The probe itself is tested in tests/test_threads.py, which is
+    marked ``real_thread_probe``.
+    """
+    if request.node.get_closest_marker("real_thread_probe") is None:
+        monkeypatch.setattr(_threads, "free_cores",
+                            lambda seconds=None: len(_threads._allowed_cpus()))
 
 
 _BLOCK_TORCH = textwrap.dedent(
