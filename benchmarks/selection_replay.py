@@ -25,6 +25,7 @@ means: the row ``default (real fit)`` shows how close the replay is.)
 
     python benchmarks/selection_replay.py [--seeds 0,1,2,3,4,5] [--jobs 2]
                                           [--imbalance 100,50,10] [--datasets a,b]
+                                          [--names both|without|with]
                                           [--out SELECTION_REPLAY.md]
 """
 
@@ -103,15 +104,16 @@ def _strength_one():
         selection_module._LOGIT_ADJUSTMENTS = strengths
 
 
-def record(dataset, seed, imbalance=prior_study.IMBALANCE):
-    """Recorded paths and fixed-cap validation scores of one (dataset, seed)."""
+def record(dataset, seed, imbalance=prior_study.IMBALANCE, priors=(False, True)):
+    """Recorded paths and fixed-cap validation scores of one (dataset, seed),
+    without and with the class-name prior (``priors``)."""
     import torch
 
     torch.set_num_threads(1)
     cases = []
     for ir in imbalance:
         X, y, X_val, y_val, E = prior_study.split(dataset, ir, seed)
-        for prior in (False, True):
+        for prior in priors:
             params = dict(device="cpu", random_state=0,
                           class_embeddings=E if prior else None)
             path, path_trend = [], []
@@ -290,6 +292,8 @@ def main():
     parser.add_argument("--seeds", default="0,1,2,3,4,5")
     parser.add_argument("--datasets", default="banking77,hwu64")
     parser.add_argument("--imbalance", default="100,50,10")
+    parser.add_argument("--names", choices=("both", "without", "with"), default="both",
+                        help="fit without the class-name prior, with it, or both")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -298,7 +302,9 @@ def main():
 
     start = time.perf_counter()
     cases = [c for part in Parallel(n_jobs=args.jobs)(
-        delayed(record)(dataset, seed, tuple(int(v) for v in args.imbalance.split(",")))
+        delayed(record)(dataset, seed, tuple(int(v) for v in args.imbalance.split(",")),
+                        {"both": (False, True), "without": (False,),
+                         "with": (True,)}[args.names])
         for dataset in args.datasets.split(",") for seed in seeds) for c in part]
     head = [
         "# Rules for choosing the cap, replayed on recorded paths (validation rows, not test)",

@@ -164,8 +164,8 @@ def test_selection_replay_scores_like_the_package():
 
 
 def test_selection_replay_quick_run_writes_its_table(tmp_path):
-    """Record one seed of HWU64-LT IF 100 and replay the rules (skipped without
-    the shared data)."""
+    """Record one seed of HWU64-LT IF 100 with the class names and replay the
+    rules (skipped without the shared data)."""
     import pytest
 
     if not (ROOT / ".." / "shared" / "data" / "hwu64" / "minilm_embeddings.npz").exists():
@@ -173,15 +173,17 @@ def test_selection_replay_quick_run_writes_its_table(tmp_path):
     out = tmp_path / "REPLAY.md"
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "selection_replay.py"), "--seeds", "0",
-         "--imbalance", "100", "--datasets", "hwu64", "--out", str(out)],
+         "--imbalance", "100", "--datasets", "hwu64", "--names", "with", "--out", str(out)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=ENV,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = out.read_text()
-    # Both splits (with and without names): the replayed default picks the real cap.
-    assert "picks the real default's cap in 2 of 2 splits" in report, report
+    # The replayed default picks the real cap.
+    assert "picks the real default's cap in 1 of 1 splits" in report, report
     rows = [line for line in report.splitlines() if line.startswith("| default (")]
-    assert len(rows) == 2 and all(len(r.split("|")) == 5 for r in rows)
+    # Two default rows (stand-ins; real fit), one column: HWU64 with names.
+    assert len(rows) == 2 and all(len(r.split("|")) == 4 for r in rows), rows
+    assert "hwu64 with names" in report
 
 
 def test_tail_study_name_pull_adds_the_stated_term():
