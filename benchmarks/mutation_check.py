@@ -3,7 +3,7 @@
 Copies the repository (the files ``git ls-files`` lists) into a temporary
 directory, checks that the chosen test files pass there unmutated, then for each
 mutant in ``MUTANTS`` replaces one exact piece of text in one file (asserting it
-occurs exactly once), runs ``python -m pytest -x -q <its test files>`` with the
+occurs exactly once), runs ``python -m pytest -x -q -n 0 <its test files>`` with the
 copy as working directory (so the copy's package is the one imported), and
 restores the file. A mutant is "killed" when pytest fails and "SURVIVED" when it
 passes. Exit status 1 if any mutant survived (or the unmutated tests failed).
@@ -444,8 +444,10 @@ def run_pytest(copy, tests, timeout):
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONPATH": str(copy),
     }
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-               *tests]
+    # One process (-n 0): with -x most runs stop at their first failure, seconds
+    # in, and starting pytest-xdist's workers would cost more than they save.
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p",
+               "no:cacheprovider", *tests]
     start = time.perf_counter()
     try:
         result = subprocess.run(command, cwd=copy, env=env, capture_output=True,
