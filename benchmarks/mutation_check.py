@@ -8,7 +8,7 @@ copy as working directory (so the copy's package is the one imported), and
 restores the file. A mutant is "killed" when pytest fails and "SURVIVED" when it
 passes. Exit status 1 if any mutant survived (or the unmutated tests failed).
 
-    python benchmarks/mutation_check.py               # every mutant, ~4 min on 2 cores
+    python benchmarks/mutation_check.py               # every mutant, ~13 min on 2 cores
     python benchmarks/mutation_check.py --list        # names only
     python benchmarks/mutation_check.py --only stale-cpu-block offset-zeroed
 
