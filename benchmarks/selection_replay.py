@@ -300,11 +300,11 @@ def main():
     seeds = [int(s) for s in args.seeds.split(",")]
     from joblib import Parallel, delayed
 
+    imbalance = tuple(int(v) for v in args.imbalance.split(","))
+    priors = {"both": (False, True), "without": (False,), "with": (True,)}[args.names]
     start = time.perf_counter()
     cases = [c for part in Parallel(n_jobs=args.jobs)(
-        delayed(record)(dataset, seed, tuple(int(v) for v in args.imbalance.split(",")),
-                        {"both": (False, True), "without": (False,),
-                         "with": (True,)}[args.names])
+        delayed(record)(dataset, seed, imbalance, priors)
         for dataset in args.datasets.split(",") for seed in seeds) for c in part]
     head = [
         "# Rules for choosing the cap, replayed on recorded paths (validation rows, not test)",
