@@ -42,6 +42,11 @@ _CREDIT_UNSCORED = True
 # Whether the CV scores stand-ins for the classes with one sample (see
 # _make_stand_ins) instead of crediting them with the trend of the others.
 _STAND_INS = True
+# A study switch (benchmarks/path_cost_study.py): whether each fold's L-BFGS
+# keeps its correction pairs from one cap of the path to the next, instead of
+# starting every cap with a step along the gradient. Off, the default
+# (benchmarks/PATH_COST.md measures both).
+_CARRY_CURVATURE = False
 _MAX_BACKTRACKS = 30
 # Most restarts of a fit whose norms got stuck (see _free_stuck_norms).
 _MAX_RESTARTS = 10
@@ -200,7 +205,7 @@ class HeadObjective:
 
 
 def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
-                   history=_HISTORY, start=None):
+                   history=_HISTORY, start=None, curvature=None):
     """Minimise ``objective(head)`` over the head's parameters with L-BFGS.
 
     The limited-memory BFGS two-loop recursion (Nocedal and Wright, Numerical
@@ -227,6 +232,11 @@ def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
     start : tuple (value, gradient) or None
         The objective and its flat gradient at the head's current parameters,
         when already computed (saves the first evaluation).
+    curvature : dict or None
+        Correction pairs to start from, left holding the last ones:
+        ``{"steps": [...], "changes": [...], "rhos": [...]}``, updated in
+        place (a warm start of the curvature along a path of related
+        problems). ``None``: start with none.
 
     Returns
     -------
@@ -262,7 +272,9 @@ def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
     value, grad = evaluate() if start is None else start
     if grad is None:
         raise FloatingPointError(f"Training diverged: the loss is {value} at the start.")
-    steps, changes, rhos = [], [], []
+    if curvature is None:
+        curvature = {"steps": [], "changes": [], "rhos": []}
+    steps, changes, rhos = curvature["steps"], curvature["changes"], curvature["rhos"]
     n_iter = 0
     while float(grad.abs().max()) > tol:
         if n_iter >= max_iter:
@@ -286,7 +298,7 @@ def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
         slope = float(grad.dot(direction))
         if not slope < 0:
             # Not a descent direction (float32 rounding in the history): restart.
-            steps, changes, rhos = [], [], []
+            del steps[:], changes[:], rhos[:]
             curved = False
             direction = grad.neg().div_(float(grad.norm()))
             slope = float(grad.dot(direction))
@@ -352,10 +364,12 @@ def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
     return n_iter, True
 
 
-def minimize_head(objective, head, *, tol, max_iter, callback=None, start=None):
+def minimize_head(objective, head, *, tol, max_iter, callback=None, start=None,
+                  curvature=None):
     """:func:`minimize_lbfgs`, then, while some norms of an invariant head are
-    stuck (:func:`_free_stuck_norms`), again from where they are free to move.
-    Same arguments and returns; ``n_iter`` counts every round's iterations."""
+    stuck (:func:`_free_stuck_norms`), again from where they are free to move
+    (with no correction pairs: the parameters were reset). Same arguments and
+    returns; ``n_iter`` counts every round's iterations."""
     values = []
 
     def record(value):
@@ -364,13 +378,17 @@ def minimize_head(objective, head, *, tol, max_iter, callback=None, start=None):
             callback(value)
 
     n_iter, converged = minimize_lbfgs(objective, head, tol=tol, max_iter=max_iter,
-                                       callback=record, start=start)
+                                       callback=record, start=start, curvature=curvature)
     for _ in range(_MAX_RESTARTS):
         if not converged or not _free_stuck_norms(objective, head, tol):
             break
         before = values[-1] if values else None
+        if curvature is not None:
+            for pairs in curvature.values():
+                pairs.clear()
         more, converged = minimize_lbfgs(objective, head, tol=tol,
-                                         max_iter=max_iter - n_iter, callback=record)
+                                         max_iter=max_iter - n_iter, callback=record,
+                                         curvature=curvature)
         n_iter += more
         if before is not None and not (
                 before - values[-1] > _FTOL * max(abs(before), 1.0)):
@@ -700,6 +718,8 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
             "held_out_rows": BlockRows(len(y), block, device, held_out),
             "virtual": None if virtual is None else virtual[held_out],
             "states": {},
+            "curvature": ({"steps": [], "changes": [], "rhos": []}
+                          if _CARRY_CURVATURE else None),
         })
     if not folds:
         # Every class has a single sample: nothing can be held out, and the
@@ -712,7 +732,8 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
     def evaluate(fold, max_norm):
         fold["head"].max_norm = max_norm
         iterations, _ = minimize_head(
-            fold["objective"], fold["head"], tol=tol, max_iter=max_iter
+            fold["objective"], fold["head"], tol=tol, max_iter=max_iter,
+            curvature=fold["curvature"],
         )
         n_iter[max_norm] = n_iter.get(max_norm, 0) + iterations
         fold["states"][max_norm] = head_state(fold["head"])

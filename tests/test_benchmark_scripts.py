@@ -409,3 +409,42 @@ def test_norm_shape_study_refits_the_biases_logistic_regression_found():
     pred = np.array([0, 1, 1, 1, 2, 0, 3, 3, 4, 0])
     assert study.recall_by_group(y_val, pred, counts) == {"1": 50.0, "2-8": 75.0,
                                                           "9+": 75.0}
+
+
+def test_path_cost_study_weighs_rows_as_the_cv_score_and_counts_each_cap(monkeypatch):
+    import pytest
+
+    from sklearn_samn import _lbfgs, _selection
+
+    from .conftest import make_long_tailed_blobs
+
+    study = benchmark_module("path_cost_study")
+    rng = np.random.default_rng(0)
+    # The row weights reproduce the CV's score: sum of weights of the rows
+    # classified right, with and without stand-ins (labels from 6 on).
+    y = np.repeat(np.arange(9), [9, 7, 5, 4, 3, 3, 4, 2, 3])
+    weight = rng.uniform(0.5, 2.0, y.shape[0])
+    for _ in range(20):
+        pred = np.where(rng.random(y.shape[0]) < 0.6, y, rng.integers(0, 9, y.shape[0]))
+        for unscored in (None, ("stand_ins", 4, 6)):
+            right = pred == y
+            assert np.sum(study.row_weights(y, weight, unscored) * right) == \
+                pytest.approx(_selection.balanced_accuracy(y, pred, weight, unscored))
+
+    X, y = make_long_tailed_blobs(counts=(60, 30, 15, 8, 4, 2), separation=1.5, seed=2)
+    monkeypatch.setattr(_lbfgs, "_SINGLE_SPLIT_ABOVE", len(y) - 1)
+    originals = (_lbfgs.HeadObjective.__call__, _selection.balanced_accuracy)
+    model, seconds, recorder = study.fit_counted(X, y)
+    assert (_lbfgs.HeadObjective.__call__, _selection.balanced_accuracy) == originals
+    path = study.path_significance(model, recorder.scored)
+    np.testing.assert_allclose([p[1] for p in path], model.cv_results_["balanced_accuracy"])
+    assert np.isnan(path[0][2]) and np.all(np.isfinite([p[2] for p in path[1:]]))
+    # Every evaluation is counted: one per L-BFGS step at least, with the
+    # CV's evaluations on the training part only.
+    cv = [e for e in recorder.events if e[0] == "evaluation" and e[1] < len(y)]
+    assert len(cv) >= model.cv_results_["n_iter"].sum() + len(path)
+    problem = [("blobs", (X, y, X, y), 0)]
+    assert any("| blobs | CV |" in line for line in study.cost_section(problem))
+    rows = [line for line in study.carry_synthetic_section(problem)
+            if line.startswith("| blobs")]
+    assert len(rows) == 2 and _lbfgs._CARRY_CURVATURE is False

@@ -517,6 +517,84 @@ def test_where_the_cap_path_stops(monkeypatch, single_split, patience):
         assert np.all(scores[-3:] <= running_best[-4])
 
 
+def test_carried_curvature_keeps_the_last_pairs_and_reaches_the_same_optimum():
+    X, y, weight = _problem(4)
+    objective = _objective(X, y, weight)
+    carried = {"steps": [], "changes": [], "rhos": []}
+    # Small caps: the loss stays far from zero, where float32 decides the stop.
+    head, _ = _head(X, y, max_norm=0.5)
+    minimize_lbfgs(objective, head, tol=1e-5, max_iter=500, curvature=carried)
+    n_params = sum(p.numel() for p in head.parameters())
+    assert 0 < len(carried["steps"]) <= _lbfgs._HISTORY
+    assert len(carried["changes"]) == len(carried["rhos"]) == len(carried["steps"])
+    for s, y_change, rho in zip(carried["steps"], carried["changes"], carried["rhos"]):
+        assert s.shape == y_change.shape == (n_params,)
+        # Only pairs of positive curvature are kept: rho = 1 / (s . y) > 0.
+        assert rho == pytest.approx(1.0 / float(s.dot(y_change)), rel=1e-5) and rho > 0
+
+    # The next cap of a path, from the same point, with and without the pairs.
+    fresh = _head(X, y, max_norm=0.5)[0]
+    fresh.load_state_dict(head.state_dict())
+    for h in (head, fresh):
+        h.max_norm = 1.0
+    n_carried, ok_carried = minimize_lbfgs(objective, head, tol=1e-5, max_iter=500,
+                                           curvature=carried)
+    n_fresh, ok_fresh = minimize_lbfgs(objective, fresh, tol=1e-5, max_iter=500)
+    assert ok_carried and ok_fresh and n_carried > 0 and n_fresh > 0
+    assert objective(head) == pytest.approx(objective(fresh), rel=1e-4)
+
+
+def test_carried_curvature_is_dropped_when_stuck_norms_restart_the_fit(monkeypatch):
+    X, y, weight = _problem(5)
+    head, _ = _head(X, y, max_norm=3.0)
+    carried = {"steps": [], "changes": [], "rhos": []}
+    seen = []
+    real = _lbfgs.minimize_lbfgs
+
+    def spy(*args, curvature=None, **kwargs):
+        seen.append(None if curvature is None else len(curvature["steps"]))
+        return real(*args, curvature=curvature, **kwargs)
+
+    stuck = iter([True])
+    monkeypatch.setattr(_lbfgs, "minimize_lbfgs", spy)
+    monkeypatch.setattr(_lbfgs, "_free_stuck_norms", lambda *a: next(stuck, False))
+    _lbfgs.minimize_head(_objective(X, y, weight), head, tol=1e-5, max_iter=500,
+                         curvature=carried)
+    # The first round starts with none; the restart after freeing the norms
+    # starts with none again, not with the pairs of the parameters before.
+    assert seen == [0, 0]
+    assert len(carried["steps"]) > 0
+
+
+@pytest.mark.parametrize("carry", [False, True])
+def test_the_cap_path_carries_curvature_only_when_asked(monkeypatch, long_tailed, carry):
+    # The study switch of benchmarks/path_cost_study.py (off by default).
+    assert _lbfgs._CARRY_CURVATURE is False
+    monkeypatch.setattr(_lbfgs, "_CARRY_CURVATURE", carry)
+    X, y = long_tailed
+    handed = []
+    real = _lbfgs.minimize_head
+
+    def spy(objective, head, *, curvature=None, **kwargs):
+        handed.append((objective.rows.n_rows < len(y), curvature))
+        return real(objective, head, curvature=curvature, **kwargs)
+
+    monkeypatch.setattr(_lbfgs, "minimize_head", spy)
+    clf = SAMNClassifier(device="cpu", random_state=0, cv=3).fit(X, y)
+    folds = [c for in_cv, c in handed if in_cv]
+    assert len(folds) == 3 * len(clf.cv_results_["max_norm"])
+    # The final fit never gets the folds' pairs.
+    assert [c for in_cv, c in handed if not in_cv] == [None]
+    if carry:
+        # One dict per fold, handed again at every cap.
+        assert len({id(c) for c in folds}) == 3 and all(c is not None for c in folds)
+    else:
+        assert all(c is None for c in folds)
+    norms = np.linalg.norm(clf.coef_, axis=1)
+    order = np.argsort(clf.class_count_, kind="stable")
+    assert np.all(np.diff(norms[order]) <= 1e-6 * norms.max())
+
+
 def test_every_class_a_singleton_keeps_the_strongest_cap():
     X = np.eye(4) + 0.1
     y = np.arange(4)
