@@ -448,3 +448,18 @@ def test_path_cost_study_weighs_rows_as_the_cv_score_and_counts_each_cap(monkeyp
     rows = [line for line in study.carry_synthetic_section(problem)
             if line.startswith("| blobs")]
     assert len(rows) == 2 and _lbfgs._CARRY_CURVATURE is False
+
+
+def test_path_cost_study_writes_its_report(monkeypatch, tmp_path):
+    study = benchmark_module("path_cost_study")
+    # A small shape in place of speed.py's, on the folds' path (below 10,000 rows).
+    monkeypatch.setattr(study.single_split, "SYNTHETIC", {"tiny": (600, 8, 6, 10, {})})
+    out = tmp_path / "PATH_COST.md"
+    monkeypatch.setattr(sys, "argv", ["path_cost_study.py", "--sections",
+                                      "cost,carry_synthetic", "--out", str(out)])
+    study.main()
+    report = out.read_text()
+    assert report.startswith("# Where the cap selection spends its time")
+    assert "Command: `python benchmarks/path_cost_study.py --sections cost," in report
+    assert report.count("| tiny | CV |") >= 2 and report.count("| tiny | final fit |") == 1
+    assert "| tiny | default |" in report and "| tiny | carry |" in report
