@@ -14,6 +14,7 @@ starts (:func:`_better_start`).
 """
 
 import math
+import time
 
 import numpy as np
 import torch
@@ -591,6 +592,7 @@ def train_head_lbfgs(
             state = initial_state(sample_weight)
         if max_norm is not None and variant == "invariant":
             state = dict(state, log_norms=np.minimum(state["log_norms"], np.log(max_norm)))
+        started = time.perf_counter()
         final = objective(None, sample_weight)
         head = build_head(variant, state, class_count, max_norm=max_norm, device=device)
         start = None
@@ -607,8 +609,10 @@ def train_head_lbfgs(
             callback=loss_curve.append, start=start,
         )
         if verbose:
-            _say(f"final fit: max_norm {max_norm}, {n_iter} L-BFGS iterations, "
-                 f"loss {loss_curve[-1] if loss_curve else float('nan'):.6f}")
+            cap = "none" if max_norm is None else f"{max_norm:.3g}"
+            _say(f"final fit: max_norm {cap}, {n_iter} L-BFGS iterations, "
+                 f"loss {loss_curve[-1] if loss_curve else float('nan'):.6f}, "
+                 f"{time.perf_counter() - started:.2f} s")
         state = head_state(head)
         if strength != 1.0:
             # The chosen post-hoc strength: the bias moves by (1 - strength)
@@ -751,11 +755,18 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
         for fold in folds:
             fold["states"].pop(max_norm, None)
 
+    # When each cap's fits and scoring started: a cap's seconds in the verbose
+    # report show where the selection's time goes (benchmarks/PATH_COST.md).
+    clock = [time.perf_counter()]
+
     def report(max_norm, score, strength):
+        now = time.perf_counter()
         if verbose:
             _say(f"max_norm {max_norm:.3g}: out-of-fold balanced accuracy "
                  f"{score:.4f} at logit adjustment {strength:g} "
-                 f"({n_iter[max_norm]} L-BFGS iterations over the folds)")
+                 f"({n_iter[max_norm]} L-BFGS iterations over the folds, "
+                 f"{now - clock[0]:.2f} s)")
+        clock[0] = now
 
     if any(fold["virtual"] is not None for fold in folds):
         unscored = ("stand_ins", n_single, len(class_count))

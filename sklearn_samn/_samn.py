@@ -230,6 +230,8 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
     verbose : int, default=0
         ``0`` is silent; ``1`` prints progress to stderr: with ``"lbfgs"``
         one line per cap of the cross-validation and one for the final fit,
+        each with its seconds (the caps after the chosen one, which the
+        selection tries before it stops, can be a large share of ``fit``),
         with ``"adam"`` or ``"sgd"`` one line per pass.
 
     Attributes

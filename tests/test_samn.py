@@ -1,6 +1,7 @@
 """SAMNClassifier: what users do with it and the contract they rely on."""
 
 import pickle
+import re
 import warnings
 
 import joblib
@@ -767,8 +768,13 @@ def test_verbose_reports_each_cap_and_the_final_fit(long_tailed, capsys):
     lines = captured.err.strip().splitlines()
     assert len(lines) == len(clf.cv_results_["max_norm"]) + 1
     assert lines[0].startswith("max_norm 2: out-of-fold balanced accuracy ")
-    assert lines[-1].startswith(f"final fit: max_norm {clf.max_norm_}, "
+    assert lines[-1].startswith(f"final fit: max_norm {clf.max_norm_:.3g}, "
                                 f"{clf.n_iter_} L-BFGS iterations")
+    # Each line says how long its part of the fit took.
+    for line, n_iter in zip(lines, clf.cv_results_["n_iter"]):
+        assert re.search(rf"\({n_iter} L-BFGS iterations over the folds, "
+                         r"\d+\.\d\d s\)$", line), line
+    assert re.search(r", loss \d+\.\d{6}, \d+\.\d\d s$", lines[-1]), lines[-1]
 
 
 # Bad input -----------------------------------------------------------------
