@@ -162,6 +162,15 @@ MUTANTS = [
         tests=("tests/test_lbfgs.py",),
     ),
     Mutant(
+        name="short-directions-kept",
+        what="a fit that stops short of the gradient test with one direction row far "
+             "shorter than the others is not restarted from unit rows",
+        path="sklearn_samn/_lbfgs.py",
+        old="                                 or _reset_short_directions(head, tol)):\n",
+        new="                                 ):\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
         name="ties-not-counted",
         what="caps that tie the best never count towards the patience (the default "
              "path walks on through plateaus)",

@@ -935,7 +935,12 @@ def test_regression_classes_pooled_out_of_order_part_at_the_optimum():
     assert np.all(np.diff(norms) >= -1e-6 * norms.max())  # still monotone
 
 
-@settings(max_examples=15, deadline=None)
+# derandomize: the draws are the same in every run. Random draws fail in
+# about 1 of 600 (5 of 3,000: seeds 0-599 at caps 1-32), by 3.5e-4 to 2.3e-3,
+# where the float32 decrease rule stops a fit whose gradient is still above
+# tol (the known limit below); a draw that fails by chance would make CI fail
+# by chance.
+@settings(max_examples=15, deadline=None, derandomize=True)
 @given(st.integers(0, 10_000), st.sampled_from([1.0, 2.0, 4.0, 8.0, 32.0, None]))
 def test_a_fit_ends_where_no_allowed_move_of_the_norms_lowers_the_loss(seed, max_norm):
     """The optimality condition of the constrained norms holds at the end of
@@ -955,6 +960,70 @@ def test_a_fit_ends_where_no_allowed_move_of_the_norms_lowers_the_loss(seed, max
     assume(not any(issubclass(w.category, ConvergenceWarning) for w in caught))
     if max_norm is not None:
         assert _loss(clf, X, y) <= _restarted_loss(clf, X, y) + 2e-4
+
+
+def _drawn_problem(seed):
+    """The problems of the property test above."""
+    rng = np.random.RandomState(seed)
+    sizes = rng.randint(2, 60, size=rng.randint(3, 7))
+    return _overlapping_classes(seed, sizes, rng.randint(2, 6), rng.uniform(0.2, 1.5))
+
+
+def test_regression_a_short_direction_row_does_not_stop_the_fit():
+    """A quasi-Newton step shortened the direction row of the rarest class to
+    3e-4 beside rows of 3: its gradient grew as one over its length, the line
+    search found no decrease at float32 precision, and the fit stopped at
+    0.2892 with a gradient of 1.4, where a restart reached 0.2841. It said
+    it had converged (found by the property test above, seed 185, cap 32)."""
+    X, y = _drawn_problem(185)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = SAMNClassifier(device="cpu", random_state=0, max_norm=32.0,
+                             max_iter=500).fit(X, y)
+    assert _loss(clf, X, y) <= _restarted_loss(clf, X, y) + 1e-5
+    assert _loss(clf, X, y) < 0.2845
+
+
+def test_short_directions_are_rescaled_only_where_the_gradient_test_failed():
+    X, y, weight = _problem(6)
+    head, _ = _head(X, y, max_norm=3.0)
+    _objective(X, y, weight)(head)
+    with torch.no_grad():
+        head.directions[0].mul_(1e-4)
+    before = head.directions.detach().clone()
+    # The gradient test met: nothing to do, whatever the rows' lengths.
+    assert not _lbfgs._reset_short_directions(head, tol=1e9)
+    assert torch.equal(head.directions, before)
+    # Failed, with a row under a tenth of the longest: unit rows, same head.
+    weights = head()[0].detach().clone()
+    assert _lbfgs._reset_short_directions(head, tol=0.0)
+    np.testing.assert_allclose(head.directions.norm(dim=1).detach().numpy(), 1.0,
+                               rtol=1e-6)
+    np.testing.assert_allclose(head()[0].detach().numpy(), weights.numpy(), rtol=1e-5,
+                               atol=1e-7)
+    # Failed, with rows of similar lengths (as at the default's stops on the
+    # dev sets, where the shortest was at least 0.54 of the longest): kept.
+    with torch.no_grad():
+        head.directions[0].mul_(0.5)
+    _objective(X, y, weight)(head)
+    kept = head.directions.detach().clone()
+    assert not _lbfgs._reset_short_directions(head, tol=0.0)
+    assert torch.equal(head.directions, kept)
+
+
+@pytest.mark.xfail(strict=True, reason="known limit: _FTOL is relative to "
+                   "max(|loss|, 1), so below a loss of 1 it stops at an absolute "
+                   "decrease of 9.5e-7, far above float32 rounding of a small loss")
+def test_known_limit_the_float32_decrease_rule_stops_small_losses_early():
+    """Every class norm at the cap, rows of similar lengths, loss 0.1149: the
+    last step lowered it by 2e-7 and the fit stopped with a gradient of 6e-3;
+    a restart from there reaches 0.1126 (seed 267 of the property test, cap
+    32). A tighter rule changes what many fits compute, so it waits for a
+    round that reruns the benchmarks."""
+    X, y = _drawn_problem(267)
+    clf = SAMNClassifier(device="cpu", random_state=0, max_norm=32.0,
+                         max_iter=500).fit(X, y)
+    assert _loss(clf, X, y) <= _restarted_loss(clf, X, y) + 2e-4
 
 
 def test_norms_at_the_cap_that_want_to_grow_are_not_stuck():
