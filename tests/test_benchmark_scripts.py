@@ -463,3 +463,24 @@ def test_path_cost_study_writes_its_report(monkeypatch, tmp_path):
     assert "Command: `python benchmarks/path_cost_study.py --sections cost," in report
     assert report.count("| tiny | CV |") >= 2 and report.count("| tiny | final fit |") == 1
     assert "| tiny | default |" in report and "| tiny | carry |" in report
+
+
+def test_restart_check_counts_the_stops_it_checks(monkeypatch, capsys):
+    from sklearn_samn import _lbfgs
+
+    from .conftest import make_long_tailed_blobs
+
+    study = benchmark_module("restart_check")
+    X, y = make_long_tailed_blobs(counts=(40, 20, 10, 5, 2), separation=1.5, seed=1)
+    monkeypatch.setattr(study, "problems", lambda: iter([("blobs", X, y, None)]))
+    check = _lbfgs._reset_short_directions
+    assert study.main() == 0
+    out = capsys.readouterr().out
+    assert "blobs: " in out and ", 0 restarted" in out and "all: " in out
+    assert _lbfgs._reset_short_directions is check
+    # A restart is counted, and makes the exit status 1.
+    fired = iter([True])
+    monkeypatch.setattr(_lbfgs, "_reset_short_directions",
+                        lambda head, tol: next(fired, False))
+    assert study.main() == 1
+    assert "1 restarted" in capsys.readouterr().out
