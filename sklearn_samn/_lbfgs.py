@@ -280,7 +280,7 @@ def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
     if grad is None:
         raise FloatingPointError(f"Training diverged: the loss is {value} at the start.")
     if curvature is None:
-        curvature = {"steps": [], "changes": [], "rhos": []}
+        curvature = no_curvature()
     steps, changes, rhos = curvature["steps"], curvature["changes"], curvature["rhos"]
     n_iter = 0
     while float(grad.abs().max()) > tol:
@@ -371,12 +371,18 @@ def minimize_lbfgs(objective, head, *, tol, max_iter, callback=None,
     return n_iter, True
 
 
+def no_curvature():
+    """Correction pairs for :func:`minimize_lbfgs`'s ``curvature``: none yet."""
+    return {"steps": [], "changes": [], "rhos": []}
+
+
 def minimize_head(objective, head, *, tol, max_iter, callback=None, start=None,
                   curvature=None):
     """:func:`minimize_lbfgs`, then, while some norms of an invariant head are
-    stuck (:func:`_free_stuck_norms`), again from where they are free to move
-    (with no correction pairs: the parameters were reset). Same arguments and
-    returns; ``n_iter`` counts every round's iterations."""
+    stuck (:func:`_free_stuck_norms`) or it stopped with a direction row far
+    shorter than the others (:func:`_reset_short_directions`), again from the
+    reset parameters (with no correction pairs). Same arguments and returns;
+    ``n_iter`` counts every round's iterations."""
     values = []
 
     def record(value):
@@ -758,8 +764,7 @@ def _cross_validate(variant, initial_state, y, sample_weight, class_count, objec
             "held_out_rows": BlockRows(len(y), block, device, held_out),
             "virtual": None if virtual is None else virtual[held_out],
             "states": {},
-            "curvature": ({"steps": [], "changes": [], "rhos": []}
-                          if _CARRY_CURVATURE else None),
+            "curvature": no_curvature() if _CARRY_CURVATURE else None,
         })
     if not folds:
         # Every class has a single sample: nothing can be held out, and the
