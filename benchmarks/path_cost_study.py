@@ -48,6 +48,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import single_split  # noqa: E402
+import timing  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 
@@ -336,7 +337,7 @@ def main():
         f"- generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; wall time "
         f"{(time.perf_counter() - started) / 60:.1f} min",
         f"- Python {platform.python_version()}, numpy {np.__version__}, "
-        f"{platform.machine()}, {os.cpu_count()} cores",
+        f"{platform.machine()}, {os.cpu_count()} cores, {timing.host()}",
         "- " + " ".join(__doc__.split("\n\n")[0].split()), "",
     ]
     text = "\n".join(header + body)

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import baselines  # noqa: E402
 import data  # noqa: E402
+import timing  # noqa: E402
 
 from sklearn_samn import SAMNClassifier  # noqa: E402
 from sklearn_samn import _training  # noqa: E402,F401  (import torch-side code up front)
@@ -236,7 +237,7 @@ def header(args, title, elapsed, complete):
         f"- Python {platform.python_version()}, numpy {np.__version__}, scikit-learn "
         f"{sklearn.__version__}, torch {torch.__version__} (CPU, "
         f"{torch.get_num_threads()} thread, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}), "
-        f"{platform.machine()}",
+        f"{platform.machine()}, {timing.host()}",
         f"- seeds: {list(range(args.seeds))}",
         "- Scores are % on the test split: balanced accuracy "
         "and many/medium/few-shot accuracy, mean ± std over seeds. Every knob of every "

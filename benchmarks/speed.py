@@ -483,7 +483,7 @@ def main(argv=None):
         f"- Python {platform.python_version()}, numpy {np.__version__}, "
         f"scikit-learn {sklearn.__version__}, torch {torch.__version__}; "
         f"{platform.machine()}, {os.cpu_count()} cores, {_THREADS} thread(s) "
-        f"(torch, BLAS); processor: {_cpu_name()}",
+        f"(torch, BLAS); {timing.host()}",
         "- features: synthetic float32 (`data.synthetic_features`, long-tailed "
         "Gaussian classes); times are the best of repeated runs",
         "",
@@ -506,16 +506,6 @@ def main(argv=None):
     )
     Path(args.out).write_text("\n".join(report))
     print(f"[speed] wrote {args.out}", file=sys.stderr)
-
-
-def _cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -1,11 +1,29 @@
 """Timing helpers shared by ``speed.py`` (CPU) and ``gpu_check.py`` (CUDA)."""
 
+import platform
 import time
 
 import numpy as np
 import torch
 
 from sklearn_samn import SAMNClassifier
+
+
+def host():
+    """The processor and the instruction set torch's CPU kernels use.
+
+    Fit times move with both: hosts of this project's machines differ from day
+    to day (with and without AVX-512), so every report that times fits names them.
+    """
+    name = platform.processor() or "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"processor: {name}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
 
 
 def best_seconds(function, repeats=1, device=None):
