@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # The scripts run from a temporary folder: put this checkout's package first,
@@ -484,3 +485,36 @@ def test_restart_check_counts_the_stops_it_checks(monkeypatch, capsys):
                         lambda head, tol: next(fired, False))
     assert study.main() == 1
     assert "1 restarted" in capsys.readouterr().out
+
+
+def test_stop_rule_replay_stops_as_named_and_checks_the_record(monkeypatch, tmp_path):
+    study = benchmark_module("stop_rule_replay")
+    header = ("| problem | phase | cap | evaluations | L-BFGS iterations | s | "
+              "out-of-fold balanced acc % | z |\n|---|---|---|---|---|---|---|---|\n")
+    # Scores and z as path_cost_study.py prints them: 2.83 ties 2 to two decimals but
+    # is ahead (z "+0.0"); after 4, the declines are -0.5, -1.3 and -2.5 standard errors.
+    walk = [("2", "50.00", ""), ("2.83", "50.00", "+0.0"), ("4", "50.20", "+1.5"),
+            ("5.66", "50.10", "-0.5"), ("8", "49.90", "-1.3"), ("11.3", "49.70", "-2.5")]
+    rows = "".join(f"| toy | CV | {cap} | 3 | 2 | 1.00 | {score} | {z} |\n"
+                   for cap, score, z in walk)
+    record = tmp_path / "RECORD.md"
+    record.write_text(header + rows + "| toy | final fit | 4 | 5 | 4 | 2.00 | | |\n")
+    caps = study.read_walks([record])["toy"]["caps"]
+    assert [c["cap"] for c in caps] == ["2", "2.83", "4", "5.66", "8", "11.3"]
+    assert study.replay(caps) == (6, "4")
+    assert study.replay(caps, patience=2) == (5, "4")
+    assert study.replay(caps, first_decline=True) == (4, "4")
+    assert study.replay(caps, z_below=1.0) == (5, "4")
+    assert study.replay(caps, z_below=2.0) == (6, "4")
+    # The report: every rule of every walk, and the summary.
+    monkeypatch.setattr(study, "SOURCES", (record,))
+    out = tmp_path / "REPLAY.md"
+    monkeypatch.setattr(sys, "argv", ["stop_rule_replay.py", "--out", str(out)])
+    study.main()
+    text = out.read_text()
+    assert "| toy | z < -1, else patience 3 | 5 of 6 | 4 | same | 15 | 5.00 | 1.00 |  |" in text
+    assert "| first decline | 0 of 1 | 2 | 2.0 of 6.0 (33%) |" in text
+    # A record that is not the default's walk (its final fit at another cap) is refused.
+    record.write_text(header + rows + "| toy | final fit | 2.83 | 5 | 4 | 2.00 | | |\n")
+    with pytest.raises(SystemExit, match="not the default's walk"):
+        study.main()
