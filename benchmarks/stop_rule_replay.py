@@ -42,7 +42,6 @@ HERE = Path(__file__).resolve().parent
 SOURCES = (HERE / "PATH_COST.md", HERE / "PATH_COST_CARRY.md")
 
 
-
 def read_walks(paths):
     """``{problem: {"caps": [dict per CV cap], "final": cap}}`` from the reports' tables."""
     walks = OrderedDict()
@@ -131,8 +130,7 @@ def main():
         f"- generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from "
         + " and ".join(f"`{p.name}` ({_generated(p)})" for p in SOURCES),
         "- " + " ".join(__doc__.split("\n\n")[0].split()).rstrip(".") + ": nothing is "
-        "fitted. The "
-        "replayed default reproduces the recorded stop and chosen cap of all "
+        "fitted. The replayed default reproduces the recorded stop and chosen cap of all "
         f"{len(walks)} walks.",
         "- `CV s`: seconds of the caps walked (their fits and the held-out predictions), "
         "as recorded; `saved s`: the recorded seconds of the caps the rule does not walk. "
