@@ -180,6 +180,33 @@ MUTANTS = [
         tests=("tests/test_lbfgs.py",),
     ),
     Mutant(
+        name="decline-test-off",
+        what="the single split's path never stops at a decline of more than one "
+             "standard error (patience alone)",
+        path="sklearn_samn/_lbfgs.py",
+        old="        stop.update(z_below=_SINGLE_SPLIT_STOP_Z)\n",
+        new="        pass\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
+        name="decline-at-the-wrong-strength",
+        what="the decline test compares the caps' rows at the logit adjustment "
+             "nearest 1, not at each cap's best strength",
+        path="sklearn_samn/_selection.py",
+        old="        right = pred[k] == y if z_below is not None else None\n",
+        new="        right = pred[preference[0]] == y if z_below is not None else None\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
+        name="decline-stand-ins-unweighted",
+        what="in the decline test a stand-in weighs as one class, not as the "
+             "one-sample classes it stands for",
+        path="sklearn_samn/_selection.py",
+        old="            class_weight[stand_in] = n_single / stand_in.sum()\n",
+        new="            class_weight[stand_in] = 1.0\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
         name="credit-read-at-the-mean",
         what="single-sample classes are credited with the mean recall, not the trend's "
              "value at their own training weight",

@@ -3,8 +3,11 @@
 The default chooses its norm cap by walking the caps of
 ``_selection.MAX_NORM_GRID`` (cross-validation on the training set; one
 validation split above 10,000 rows) and stops after ``_selection._PATIENCE``
-caps that do not beat the best. At the large shapes of ``speed.py`` that walk
-is most of ``fit``. This study reports:
+caps that do not beat the best or, on the single split, at the first cap whose
+``z`` (below) is under -1. At the large shapes of ``speed.py`` that walk is
+most of ``fit``. ``--stop-rule patience3`` records the walk of patience alone
+(``_lbfgs._SINGLE_SPLIT_STOP_Z = None``, the default before the ``z`` rule),
+which ``stop_rule_replay.py`` replays. This study reports:
 
 1. ``cost``: for one default fit per synthetic shape, the objective evaluations
    (each one pass over the rows it sums) and their seconds at each cap of the
@@ -15,8 +18,7 @@ is most of ``fit``. This study reports:
    (-1, 0, 1) and ``a_i`` its weight in the balanced accuracy (the classes
    with one sample, scored through stand-ins, weigh as many classes as they
    stand for; classes the single split cannot score are left out of ``z``).
-   A walk that stopped at the first decline with ``z < -2`` would stop where
-   this column first reads below -2. ``cost_real``: the same on
+   ``cost_real``: the same on
    ``single_split.py``'s real problems (BANKING77 and HWU64's full training
    sets pooled, IF 1 and 2, seeds up to the fifth of ``--seeds``).
 2. ``carry``: each fold's L-BFGS keeping its correction pairs from one cap to
@@ -111,19 +113,6 @@ class Recorder:
         return sum(1 for event in self.events if event[0] == "evaluation")
 
 
-def row_weights(y, sample_weight, unscored):
-    """Each held-out row's weight in the balanced accuracy of the scored
-    classes (stand-ins weighing as the classes with one sample they stand for)."""
-    classes, index = np.unique(y, return_inverse=True)
-    totals = np.bincount(index, weights=sample_weight)
-    class_weight = np.ones(classes.shape[0])
-    if unscored is not None and unscored[0] == "stand_ins":
-        n_single, n_classes = unscored[1], unscored[2]
-        stand_in = classes >= n_classes
-        class_weight[stand_in] = n_single / stand_in.sum()
-    return class_weight[index] * sample_weight / totals[index] / class_weight.sum()
-
-
 def path_significance(model, scored):
     """``(cap, score, z)`` for each cap the walk tried (``z``: against the best
     cap before it, NaN at the first)."""
@@ -141,9 +130,8 @@ def path_significance(model, scored):
         right = (group[pick][1] == y).astype(float)
         z = np.nan
         if best is not None:
-            a, delta = row_weights(y, weight, unscored), right - best[1]
-            spread = np.sqrt(np.sum(a ** 2 * delta ** 2))
-            z = float(np.sum(a * delta) / spread) if spread > 0 else 0.0
+            z = _selection.decline_z(_selection.row_weights(y, weight, unscored), right,
+                                     best[1])
         if best is None or scores[pick] > best[0]:
             best = (scores[pick], right)
         rows.append((float(cap), float(scores[pick]), z))
@@ -313,9 +301,12 @@ def main():
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--sections", default="carry,cost,carry_synthetic")
+    parser.add_argument("--stop-rule", choices=("default", "patience3"), default="default")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+    if args.stop_rule == "patience3":
+        _lbfgs._SINGLE_SPLIT_STOP_Z = None
     sections = args.sections.split(",")
     started = time.perf_counter()
     body = []

@@ -1,25 +1,27 @@
 """Rules for stopping the single split's walk over the caps, replayed on recorded walks.
 
 Above 10,000 rows the default chooses its norm cap on one validation split and
-walks ``_selection.MAX_NORM_GRID`` upwards until ``_selection._PATIENCE`` (3)
-caps in a row fail to beat the best. ``path_cost_study.py`` records such walks
+walks ``_selection.MAX_NORM_GRID`` upwards. Until this study it stopped once
+``_selection._PATIENCE`` (3) caps in a row failed to beat the best;
+``path_cost_study.py --stop-rule patience3`` records such walks
 cap by cap: the objective evaluations and seconds of each cap, its out-of-fold
 balanced accuracy and ``z``, the weighted McNemar statistic of its difference
 from the best cap before it (its sign is the sign of that difference). Every
-rule below stops no later than the default, so its walk is a prefix of the
+rule below stops no later than patience 3, so its walk is a prefix of the
 recorded one and can be replayed from the record without fitting anything:
 
-- ``patience 3``: the default (a cap that does not beat the best counts, ties
-  included). Replaying it must reproduce the recorded stop and the cap of the
-  recorded final fit; the script checks that it does.
+- ``patience 3``: the recorded walks' rule (a cap that does not beat the best
+  counts, ties included). Replaying it must reproduce the recorded stop and the
+  cap of the recorded final fit; the script checks that it does.
 - ``patience 2``: two such caps.
 - ``first decline``: stop at the first cap that scores below the best (ties do
   not stop it); ``single_split.py`` measured this rule's fits
   (``SINGLE_SPLIT.md``), which broke one real split of ten.
 - ``z < -k, else patience 3``: stop at the first cap whose decline from the
-  best is more than ``k`` standard errors (``z < -k``), or as the default does.
+  best is more than ``k`` standard errors (``z < -k``), or as patience 3 does.
   ``k = 1`` is the one-standard-error convention (CART, glmnet's
-  ``lambda.1se``); ``k = 2`` a 5% two-sided test.
+  ``lambda.1se``); ``k = 2`` a 5% two-sided test. ``k = 1`` is the default
+  since this study (``_lbfgs._SINGLE_SPLIT_STOP_Z``).
 
 What a replay cannot give is the final fit and the accuracy at a different
 chosen cap. Where a rule stops where ``first decline`` stops and chooses the
@@ -28,8 +30,8 @@ validation rows, never a test split): the column ``as first decline`` says so.
 
     python benchmarks/stop_rule_replay.py --out benchmarks/STOP_RULE_REPLAY.md
 
-Reads ``benchmarks/PATH_COST.md`` (the synthetic shapes) and
-``benchmarks/PATH_COST_CARRY.md`` (ten real problems: BANKING77 and HWU64's
+Reads ``benchmarks/PATH_COST_PATIENCE3.md`` (the synthetic shapes) and
+``benchmarks/PATH_COST_CARRY_PATIENCE3.md`` (ten real problems: BANKING77 and HWU64's
 full training sets pooled, IF 1 and 2). Fits nothing; seconds.
 """
 import argparse
@@ -39,7 +41,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SOURCES = (HERE / "PATH_COST.md", HERE / "PATH_COST_CARRY.md")
+SOURCES = (HERE / "PATH_COST_PATIENCE3.md", HERE / "PATH_COST_CARRY_PATIENCE3.md")
 
 
 def read_walks(paths):
@@ -86,10 +88,10 @@ def replay(caps, patience=3, z_below=None, first_decline=False):
 
 
 RULES = (
-    ("patience 3 (default)", {}),
+    ("patience 3 (recorded)", {}),
     ("patience 2", {"patience": 2}),
     ("first decline", {"first_decline": True}),
-    ("z < -1, else patience 3", {"z_below": 1.0}),
+    ("z < -1, else patience 3 (default now)", {"z_below": 1.0}),
     ("z < -2, else patience 3", {"z_below": 2.0}),
 )
 
@@ -104,9 +106,10 @@ def main():
         caps = walk["caps"]
         default_walked, default_cap = replay(caps)
         if default_walked != len(caps) or default_cap != walk["final"]:
-            raise SystemExit(f"{problem}: the replayed default stops after {default_walked} "
-                             f"caps at {default_cap}, the record after {len(caps)} at "
-                             f"{walk['final']}: the record is not the default's walk")
+            raise SystemExit(f"{problem}: the replayed patience 3 stops after "
+                             f"{default_walked} caps at {default_cap}, the record after "
+                             f"{len(caps)} at {walk['final']}: the record is not a "
+                             "patience-3 walk")
         total_s = sum(c["s"] for c in caps)
         decline = replay(caps, first_decline=True)
         for name, kwargs in RULES:
@@ -130,7 +133,7 @@ def main():
         f"- generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from "
         + " and ".join(f"`{p.name}` ({_generated(p)})" for p in SOURCES),
         "- " + " ".join(__doc__.split("\n\n")[0].split()).rstrip(".") + ": nothing is "
-        "fitted. The replayed default reproduces the recorded stop and chosen cap of all "
+        "fitted. The replayed patience 3 reproduces the recorded stop and chosen cap of all "
         f"{len(walks)} walks.",
         "- `CV s`: seconds of the caps walked (their fits and the held-out predictions), "
         "as recorded; `saved s`: the recorded seconds of the caps the rule does not walk. "
@@ -140,7 +143,8 @@ def main():
         "",
         "## Summary",
         "",
-        "| rule | walks whose chosen cap moves | caps not walked | CV seconds saved |",
+        "| rule | walks whose chosen cap moves from patience 3's | caps not walked | "
+        "CV seconds saved |",
         "|---|---|---|---|",
     ]
     for name, (moved, caps_saved, saved, total) in summary.items():
@@ -150,7 +154,7 @@ def main():
         "",
         "## Every walk",
         "",
-        "| problem | rule | caps walked | chosen | vs default | CV evaluations | CV s | "
+        "| problem | rule | caps walked | chosen | vs patience 3 | CV evaluations | CV s | "
         "saved s | as first decline |",
         "|---|---|---|---|---|---|---|---|---|",
         *rows,

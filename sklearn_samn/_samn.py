@@ -142,7 +142,9 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         and their other rows are scored. Above
         10,000 samples only the first fold is held out (a single validation
         split of ``1 / cv`` of every class), as scikit-learn's gradient
-        boosting switches to a validation split at that size.
+        boosting switches to a validation split at that size. That split's
+        path also stops at the first cap more than one standard error below
+        the best (a paired test on the held-out rows).
 
     learning_rate_init : float, default=3e-3
         Adam and SGD only. Initial learning rate per pass over the data. With
@@ -275,7 +277,8 @@ class SAMNClassifier(ClassifierMixin, BaseEstimator):
         ``"logit_adjustment"``, that strength, and ``"n_iter"``, the L-BFGS
         iterations the folds took at each cap (arrays of the same length).
         The path stops after three caps in a row that do not improve on the
-        best. ``None`` otherwise.
+        best or, on a single validation split, at the first cap more than one
+        standard error below it. ``None`` otherwise.
 
     n_iter_ : int
         L-BFGS iterations of the final fit (``"lbfgs"``), or passes over the

@@ -6,7 +6,9 @@ classes, since norms are monotone) is what regularises it, as ``C`` does for
 ``LogisticRegression``. It is chosen here on folds of the training data, along
 a path of growing caps: each fold's head is warm-started from its solution at
 the previous cap, and the path stops once the out-of-fold balanced accuracy has
-not improved for ``_PATIENCE`` caps in a row.
+not improved for ``_PATIENCE`` caps in a row or, where asked (the single
+validation split of large problems), at the first cap that scores more than
+one standard error below the best (see :func:`decline_z`).
 """
 
 import numpy as np
@@ -109,6 +111,42 @@ def with_stand_ins(classes, recall, n_single, n_classes):
                  / (real.shape[0] + n_single))
 
 
+def row_weights(y, sample_weight, unscored=None):
+    """Each held-out row's weight in the balanced accuracy of the scored classes.
+
+    ``sum(row_weights(...) * (pred == y))`` is the mean recall of the classes
+    present in ``y`` (with stand-ins weighing as the classes with one sample
+    they stand for, as in :func:`with_stand_ins`). Classes credited rather
+    than scored (``unscored`` of the trend rule) have no rows and no weight.
+    """
+    classes, index = np.unique(y, return_inverse=True)
+    totals = np.bincount(index, weights=sample_weight)
+    class_weight = (totals > 0).astype(float)
+    if unscored is not None and unscored[0] == "stand_ins":
+        n_single, n_classes = unscored[1], unscored[2]
+        stand_in = (classes >= n_classes) & (totals > 0)
+        if stand_in.any():
+            class_weight[stand_in] = n_single / stand_in.sum()
+    per_total = np.divide(class_weight, totals, out=np.zeros_like(totals),
+                          where=totals > 0)
+    return per_total[index] * sample_weight / max(class_weight.sum(), 1e-300)
+
+
+def decline_z(weights, right, best_right):
+    """The paired statistic of a cap's difference from the best cap, in
+    standard errors (negative: the cap is worse).
+
+    A weighted McNemar test on the same held-out rows: with ``d_i`` the change
+    in row ``i``'s correctness (-1, 0 or 1) and ``a_i`` its weight in the
+    balanced accuracy, ``sum(a d) / sqrt(sum(a^2 d^2))``; 0 where no row
+    changed. Rows both caps get right or both get wrong say nothing about the
+    difference, so the statistic needs no model of the accuracy itself.
+    """
+    delta = right.astype(float) - best_right.astype(float)
+    spread = float(np.sqrt(np.sum((weights * delta) ** 2)))
+    return float(np.sum(weights * delta) / spread) if spread > 0 else 0.0
+
+
 def credit(recall, log_train, log_unscored):
     """The recall credited to a class that no fold can hold out.
 
@@ -145,7 +183,7 @@ def credit(recall, log_train, log_unscored):
 
 def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=None, *,
                     count_ties=True, strengths=(1.0,), unscored=None, forget=None,
-                    report=None):
+                    report=None, z_below=None):
     """Walk the caps of ``grid`` in order; return the best and the path.
 
     At each cap every logit adjustment strength of ``strengths`` is scored on
@@ -180,6 +218,10 @@ def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=None, *,
         Classes that no fold holds out, passed to :func:`balanced_accuracy`.
     report : callable or None
         ``report(max_norm, score, strength)`` after each cap.
+    z_below : float or None
+        Also stop at the first cap that does not beat the best and whose
+        :func:`decline_z` against the best cap (each at its best strength)
+        is below ``-z_below``. ``None``: patience alone stops the path.
 
     Returns
     -------
@@ -200,6 +242,7 @@ def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=None, *,
     preference = np.argsort([abs(s - 1.0) for s in strengths], kind="stable")
     tried, scores, best_strengths = [], [], []
     best, best_strength, best_score, worse = None, None, -np.inf, 0
+    best_right = None
     for max_norm in grid:
         parts = [evaluate(fold, max_norm) for fold in folds]
         y = np.concatenate([p[0] for p in parts])
@@ -218,16 +261,21 @@ def select_max_norm(folds, evaluate, grid=MAX_NORM_GRID, patience=None, *,
         if np.isnan(score):
             # Nothing to compare (no scored class): it beats nothing.
             score = -np.inf
+        right = pred[k] == y if z_below is not None else None
         if best is None or score > best_score:
             # The first cap is the best until one scores higher.
             if forget is not None and best is not None:
                 forget(best)
             best, best_strength, best_score, worse = max_norm, strength, score, 0
+            best_right = right
         else:
             if forget is not None:
                 forget(max_norm)
             if count_ties or score < best_score:
                 worse += 1
             if worse >= patience:
+                break
+            if z_below is not None and decline_z(
+                    row_weights(y, weight, unscored), right, best_right) < -z_below:
                 break
     return best, best_strength, tried, scores, best_strengths

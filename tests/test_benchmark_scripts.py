@@ -358,24 +358,32 @@ def test_single_split_study_rules_stop_as_named_and_leave_the_default(monkeypatc
     from .conftest import make_long_tailed_blobs
 
     study = benchmark_module("single_split")
-    # Blobs on which the four rules stop after 4, 7, 2 and 8 caps.
-    X, y = make_long_tailed_blobs(counts=(60, 30, 15, 8, 4, 2), separation=1.5, seed=2)
+    # Blobs on which the z test stops the default's walk after 4 caps, patience
+    # 3 alone after 6, the first decline after 4 and patience 2 after 5.
+    X, y = make_long_tailed_blobs(counts=(80, 40, 20, 10, 5, 3, 2, 1), separation=0.8,
+                                  seed=3)
     monkeypatch.setattr(_lbfgs, "_SINGLE_SPLIT_ABOVE", len(y) - 1)
-    patience = _selection._PATIENCE
-    rules = {"patience 3 (default)": (3, True), "first decline": (1, False),
-             "patience 1, ties stop": (1, True), "patience 2": (2, False)}
-    assert set(rules) == set(study.RULES)
-    tried = {}
+    patience, stop_z = _selection._PATIENCE, _lbfgs._SINGLE_SPLIT_STOP_Z
+    rules = {"patience 3": (3, True), "first decline": (1, False), "patience 2": (2, False)}
+    assert set(rules) | {"z < -1, else patience 3 (default)"} == set(study.RULES)
+    tried, results = {}, {}
     for label, rule in study.RULES.items():
         model, seconds = study.fit_with(rule, X, y, 0)
         scores = model.cv_results_["balanced_accuracy"]
-        tried[label] = scores.shape[0]
-        assert tried[label] == _stop_of(scores, *rules[label]) < len(_selection.MAX_NORM_GRID)
+        tried[label], results[label] = scores.shape[0], scores
+        if label in rules:
+            assert tried[label] == _stop_of(scores, *rules[label])
+        assert tried[label] < len(_selection.MAX_NORM_GRID)
         assert seconds > 0
         assert _lbfgs._SINGLE_SPLIT_PATIENCE is None and _selection._PATIENCE == patience
-    assert len(set(tried.values())) == 4
+        assert _lbfgs._SINGLE_SPLIT_STOP_Z == stop_z
+    assert tried == {"z < -1, else patience 3 (default)": 4, "patience 3": 6,
+                     "first decline": 4, "patience 2": 5}
+    # The default stops earlier than patience 3 on the same walk.
+    np.testing.assert_array_equal(results["patience 3"][:4],
+                                  results["z < -1, else patience 3 (default)"])
     default = SAMNClassifier(random_state=0).fit(X, y).cv_results_["max_norm"]
-    assert default.shape[0] == tried["patience 3 (default)"]
+    assert default.shape[0] == tried["z < -1, else patience 3 (default)"]
     # The real problem's rows: a fifth of every class held out, never trained on,
     # the rest kept at a share that falls with a random rank.
     labels = np.repeat(np.arange(4), [10, 20, 30, 40])
@@ -421,7 +429,7 @@ def test_path_cost_study_weighs_rows_as_the_cv_score_and_counts_each_cap(monkeyp
 
     study = benchmark_module("path_cost_study")
     rng = np.random.default_rng(0)
-    # The row weights reproduce the CV's score: sum of weights of the rows
+    # The row weights (the package's) reproduce the CV's score: sum of weights of the rows
     # classified right, with and without stand-ins (labels from 6 on).
     y = np.repeat(np.arange(9), [9, 7, 5, 4, 3, 3, 4, 2, 3])
     weight = rng.uniform(0.5, 2.0, y.shape[0])
@@ -429,7 +437,7 @@ def test_path_cost_study_weighs_rows_as_the_cv_score_and_counts_each_cap(monkeyp
         pred = np.where(rng.random(y.shape[0]) < 0.6, y, rng.integers(0, 9, y.shape[0]))
         for unscored in (None, ("stand_ins", 4, 6)):
             right = pred == y
-            assert np.sum(study.row_weights(y, weight, unscored) * right) == \
+            assert np.sum(_selection.row_weights(y, weight, unscored) * right) == \
                 pytest.approx(_selection.balanced_accuracy(y, pred, weight, unscored))
 
     X, y = make_long_tailed_blobs(counts=(60, 30, 15, 8, 4, 2), separation=1.5, seed=2)
@@ -512,9 +520,9 @@ def test_stop_rule_replay_stops_as_named_and_checks_the_record(monkeypatch, tmp_
     monkeypatch.setattr(sys, "argv", ["stop_rule_replay.py", "--out", str(out)])
     study.main()
     text = out.read_text()
-    assert "| toy | z < -1, else patience 3 | 5 of 6 | 4 | same | 15 | 5.00 | 1.00 |  |" in text
+    assert "| toy | z < -1, else patience 3 (default now) | 5 of 6 | 4 | same | 15 | 5.00 | 1.00 |  |" in text
     assert "| first decline | 0 of 1 | 2 | 2.0 of 6.0 (33%) |" in text
-    # A record that is not the default's walk (its final fit at another cap) is refused.
+    # A record that is not patience 3's walk (its final fit at another cap) is refused.
     record.write_text(header + rows + "| toy | final fit | 2.83 | 5 | 4 | 2.00 | | |\n")
-    with pytest.raises(SystemExit, match="not the default's walk"):
+    with pytest.raises(SystemExit, match="not a patience-3 walk"):
         study.main()

@@ -379,6 +379,125 @@ def test_select_max_norm_scores_every_strength_and_keeps_the_best():
     assert reported[1] == (MAX_NORM_GRID[1], pytest.approx(0.7), 0.9)
 
 
+def _rows(right):
+    """``evaluate``'s answer for one class whose rows are right where ``right`` is."""
+    right = np.asarray(right, bool)
+    return np.zeros(right.shape[0], int), np.where(right, 0, 1), np.ones(right.shape[0])
+
+
+def test_select_max_norm_stops_at_a_decline_of_more_than_one_standard_error():
+    # Ten rows. The second cap is the best (6 right). The third loses three of
+    # its rows and gains two elsewhere: one row worse, z = -1/sqrt(5), no stop.
+    # The fourth loses two rows and gains none: z = -2/sqrt(2) < -1, stop,
+    # though patience 3 would have walked on to the later 0.9.
+    right = {MAX_NORM_GRID[0]: [1, 1, 1, 1, 1, 0, 0, 0, 0, 0],
+             MAX_NORM_GRID[1]: [1, 1, 1, 1, 1, 1, 0, 0, 0, 0],
+             MAX_NORM_GRID[2]: [1, 1, 1, 0, 0, 0, 1, 1, 0, 0],
+             MAX_NORM_GRID[3]: [1, 1, 1, 1, 0, 0, 0, 0, 0, 0],
+             MAX_NORM_GRID[4]: [1, 1, 1, 1, 1, 1, 1, 1, 1, 0]}
+    asked = []
+
+    def evaluate(fold, max_norm):
+        asked.append(max_norm)
+        return _rows(right.get(max_norm, [0] * 10))
+
+    best, _, tried, scores, _ = select_max_norm([None], evaluate, z_below=1.0)
+    assert best == MAX_NORM_GRID[1] and tried == asked == list(MAX_NORM_GRID[:4])
+    np.testing.assert_allclose(scores, [0.5, 0.6, 0.5, 0.4])
+    # Without the test, patience walks past the decline to the 0.9.
+    best, _, tried, _, _ = select_max_norm([None], evaluate)
+    assert best == MAX_NORM_GRID[4]
+
+
+def test_select_max_norm_does_not_stop_at_a_one_row_dip():
+    # Losing a single row of the best is z = -1 exactly: within one standard
+    # error, whatever the row's weight; patience stops the path instead.
+    best_rows = [1, 1, 1, 1, 1, 1, 0, 0]
+    dip = [1, 1, 1, 1, 1, 0, 0, 0]
+    right = dict(zip(MAX_NORM_GRID, [best_rows, dip, dip, dip, best_rows]))
+
+    def evaluate(fold, max_norm):
+        return _rows(right[max_norm])
+
+    best, _, tried, _, _ = select_max_norm([None], evaluate, z_below=1.0)
+    assert best == MAX_NORM_GRID[0] and tried == list(MAX_NORM_GRID[:4])
+
+
+def test_the_decline_test_compares_each_cap_at_its_best_strength():
+    # Two strengths; the best cap is right on rows 0-5 at strength 1.1 (its
+    # best) and on rows 0-2 at 1.0. The next cap's best strength (1.0) is
+    # right on rows 0-4: one row lost against the best's strength, z = -1,
+    # no stop. Compared with the wrong strength of the best cap it would
+    # look like a gain.
+    def evaluate(fold, max_norm):
+        at = {MAX_NORM_GRID[0]: ([1, 1, 1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1, 0, 0]),
+              MAX_NORM_GRID[1]: ([1, 1, 1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 0, 0, 0, 0])}
+        at = at.get(max_norm, ([0] * 8, [0] * 8))
+        pred = np.array([np.where(np.asarray(r, bool), 0, 1) for r in at])
+        return np.zeros(8, int), pred, np.ones(8)
+
+    seen = []
+    real = _selection.decline_z
+
+    def recorded(*args):
+        seen.append(real(*args))
+        return seen[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_selection, "decline_z", recorded)
+        best, strength, tried, _, _ = select_max_norm(
+            [None], evaluate, strengths=(1.0, 1.1), z_below=1.0)
+    assert (best, strength) == (MAX_NORM_GRID[0], 1.1)
+    assert seen[0] == pytest.approx(-1.0)
+    # The third cap gets nothing right: six rows lost, z = -sqrt(6).
+    assert tried == list(MAX_NORM_GRID[:3]) and seen[1] == pytest.approx(-np.sqrt(6))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.integers(2, 40), st.integers(0, 2 ** 31 - 1),
+       st.booleans())
+def test_row_weights_sum_to_the_balanced_accuracy(n_classes, n_rows, seed, stand_ins):
+    """``row_weights @ right`` is the score the walk compares, so the decline
+    test measures the same difference (with stand-ins: as with_stand_ins)."""
+    rng = np.random.RandomState(seed)
+    y = rng.randint(0, 2 * n_classes if stand_ins else n_classes, n_rows)
+    pred = np.where(rng.rand(n_rows) < 0.5, y, -1)
+    weight = rng.choice([0.0, 0.5, 1.0, 3.0], n_rows)
+    assume(weight.sum() > 0)
+    unscored = ("stand_ins", 3, n_classes) if stand_ins else None
+    present = np.unique(y[weight > 0])
+    assume(not stand_ins or ((present >= n_classes).any() and (present < n_classes).any()))
+    a = _selection.row_weights(y, weight, unscored)
+    # Rows of zero weight score nothing: drop them, as balanced_accuracy's
+    # classes of zero weight are dropped.
+    keep = weight > 0
+    expected = _selection.balanced_accuracy(y[keep], pred[keep], weight[keep], unscored)
+    assert a @ (pred == y) == pytest.approx(expected, abs=1e-12)
+    assert a.sum() == pytest.approx(1.0)
+    # Renaming the classes (within the real and the stand-in labels) changes nothing.
+    perm = np.r_[rng.permutation(n_classes), n_classes + rng.permutation(n_classes)]
+    renamed = _selection.row_weights(perm[y], weight, unscored)
+    np.testing.assert_allclose(renamed, a, atol=1e-15)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 50), st.integers(0, 2 ** 31 - 1))
+def test_decline_z_has_the_sign_of_the_difference_and_a_unit_scale(n_rows, seed):
+    rng = np.random.RandomState(seed)
+    a = rng.rand(n_rows)
+    right, best = rng.rand(n_rows) < 0.5, rng.rand(n_rows) < 0.5
+    z = _selection.decline_z(a, right, best)
+    diff = a @ right - a @ best
+    assert np.sign(z) == np.sign(diff) or (z == 0 and abs(diff) < 1e-12)
+    # The same difference on rows of any common weight scale: same z.
+    assert _selection.decline_z(7.5 * a, right, best) == pytest.approx(z)
+    # Rows both get right (or wrong) do not move it.
+    extra_a = np.r_[a, np.ones(5)]
+    assert _selection.decline_z(extra_a, np.r_[right, [1] * 5], np.r_[best, [1] * 5]) \
+        == pytest.approx(z)
+    assert _selection.decline_z(a, best, best) == 0.0
+
+
 @pytest.mark.parametrize("block", [7, 20, 1000])
 def test_objective_predicts_each_strength_with_its_own_offset(block):
     # Out of fold, a strength s moves the scores by (1 - s) times the
@@ -515,6 +634,40 @@ def test_where_the_cap_path_stops(monkeypatch, single_split, patience):
     else:
         # Three caps in a row that do not beat the best.
         assert np.all(scores[-3:] <= running_best[-4])
+
+
+def test_the_single_split_stops_at_a_decline_of_more_than_one_standard_error(monkeypatch):
+    # Blobs on which the single split's second cap is well below its first.
+    X, y = make_long_tailed_blobs(counts=(40, 30, 20, 10, 6, 4, 3, 2), separation=1.5,
+                                  seed=1)
+    monkeypatch.setattr(_lbfgs, "_SINGLE_SPLIT_ABOVE", len(y) - 1)
+    seen = []
+    real = _selection.decline_z
+
+    def recorded(*args):
+        seen.append(real(*args))
+        return seen[-1]
+
+    monkeypatch.setattr(_selection, "decline_z", recorded)
+    fitted = SAMNClassifier(device="cpu", random_state=0, cv=4).fit(X, y)
+    tried = fitted.cv_results_["max_norm"]
+    # Tested at every cap that did not beat the best; the last one stopped it.
+    assert len(seen) >= 1 and seen[-1] < -1 and all(z >= -1 for z in seen[:-1])
+    monkeypatch.setattr(_lbfgs, "_SINGLE_SPLIT_STOP_Z", None)
+    patient = SAMNClassifier(device="cpu", random_state=0, cv=4).fit(X, y)
+    # Patience alone walks on; the walk it shares is the same, cap for cap.
+    longer = patient.cv_results_
+    assert len(longer["max_norm"]) > len(tried)
+    for key, value in fitted.cv_results_.items():
+        np.testing.assert_array_equal(longer[key][:len(tried)], value)
+    assert fitted.max_norm_ == patient.max_norm_
+    np.testing.assert_array_equal(fitted.coef_, patient.coef_)
+    # The folds' path (small data) never applies the test.
+    seen.clear()
+    monkeypatch.setattr(_lbfgs, "_SINGLE_SPLIT_STOP_Z", 1.0)
+    monkeypatch.setattr(_lbfgs, "_SINGLE_SPLIT_ABOVE", len(y))
+    SAMNClassifier(device="cpu", random_state=0, cv=4).fit(X, y)
+    assert seen == []
 
 
 def test_carried_curvature_keeps_the_last_pairs_and_reaches_the_same_optimum():
