@@ -48,7 +48,7 @@ from sklearn_samn import SAMNClassifier, _threads  # noqa: E402
 SHAPES = {"small": (10_847, 64, 100), "large": (20_000, 256, 100)}
 POLICIES = ("old", "new", "one")
 CLEAN = 0.25  # cores other people's processes may keep busy during a clean run
-QUICK_SHAPES = {"small": (4_000, 128, 50), "large": (6_000, 192, 60)}
+QUICK_SHAPES = {"small": (1_500, 32, 20), "large": (2_500, 48, 30)}
 
 
 def loadavg():
