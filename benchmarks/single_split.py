@@ -13,9 +13,10 @@ out one fold only. This study compares when its walk over the caps stops:
 - ``patience 2``: after two caps that score below the best, ties not counted.
 
 (``patience 1, ties stop``, at the first cap that does not beat the best, was
-measured until the ``z`` rule replaced it in the table: it stopped and chose as
-``first decline`` on every problem but cost a little less.) Every rule but
-the default walks without the ``z`` test.
+measured until the ``z`` rule replaced it in the table: it walked as many caps
+and chose the same cap as ``first decline`` on every problem, its fit times
+within the runs' noise of that rule's; ``SINGLE_SPLIT.md`` at commit 7dc9d47.)
+Every rule but the default walks without the ``z`` test.
 
 Problems, none of them a test split:
 
