@@ -315,6 +315,48 @@ MUTANTS = [
         tests=("tests/test_streaming.py",),
     ),
     Mutant(
+        name="gradient-not-unfolded",
+        what="L-BFGS objective: the weight gradient accumulated against raw rows is "
+             "used as the standardised one (the shift's term not taken off)",
+        path="sklearn_samn/_lbfgs.py",
+        old="        unfold_gradient(grad_w, grad_b, self.shift_t, self.inv_scale)\n",
+        new="",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
+        name="validation-scores-unfolded",
+        what="held-out rows scored raw by the standardised-space head",
+        path="sklearn_samn/_lbfgs.py",
+        old="            weights, bias = fold_standardisation(*head(), self.shift_t, "
+            "self.inv_scale)\n",
+        new="            weights, bias = head()\n",
+        tests=("tests/test_lbfgs.py",),
+    ),
+    Mutant(
+        name="folded-bias-sign-flipped",
+        what="the folded bias adds the shift's scores instead of taking them off",
+        path="sklearn_samn/_training.py",
+        old="    return folded, (bias.double() - correction).to(bias.dtype)\n",
+        new="    return folded, (bias.double() + correction).to(bias.dtype)\n",
+        tests=("tests/test_training.py",),
+    ),
+    Mutant(
+        name="adam-gradient-not-unfolded",
+        what="Adam/SGD steps take the raw-row weight gradient as the standardised one",
+        path="sklearn_samn/_training.py",
+        old="                    unfold_gradient(step[2], step[3], shift_t, inv_scale)\n",
+        new="",
+        tests=("tests/test_samn.py",),
+    ),
+    Mutant(
+        name="views-sized-as-copies",
+        what="blocks that are views of X sized as if each were copied (smaller blocks)",
+        path="sklearn_samn/_training.py",
+        old="    copies = batch_size < n_samples or not serves_views(X, device)\n",
+        new="    copies = True\n",
+        tests=("tests/test_streaming.py",),
+    ),
+    Mutant(
         name="statistics-in-large-chunks",
         what="the centre, scale and class means read X in chunks of 1/16 of its rows "
              "(float64 temporaries of 0.4x X), not 1/64",

@@ -71,6 +71,7 @@ import timing  # noqa: E402
 
 from sklearn_samn import SAMNClassifier  # noqa: E402
 from sklearn_samn._pava import CountOrder, monotone_projection_torch  # noqa: E402
+from sklearn_samn._streaming import serves_views  # noqa: E402
 from sklearn_samn._training import _block_rows  # noqa: E402
 
 torch.set_num_threads(_THREADS)
@@ -124,7 +125,9 @@ def passes_rows(quick):
         )
         big = n_features * n_classes * measured_rows > 1e11
         repeats = 1 if big else 3
-        block = _block_rows(X.shape[0], n_features, n_classes)
+        # The blocks the Adam pass reads (views of a float32 X: logits only).
+        block = _block_rows(X.shape[0], n_features, n_classes,
+                            copies=not serves_views(X, torch.device("cpu")))
         two, three = timing.product_seconds(torch.from_numpy(X), n_classes, block, repeats)
         seconds, fixed = timing.seconds_per_pass(X, y, passes=2 if big else 10, repeats=repeats)
         scale = n_samples / measured_rows

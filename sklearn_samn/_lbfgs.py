@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from ._training import _add_block_gradient
+from ._training import _add_block_gradient, fold_standardisation, unfold_gradient
 
 # Relative decrease of the objective below which L-BFGS stops: the loss of a
 # block is summed in float32, so decreases below a few float32 epsilons are
@@ -162,17 +162,18 @@ class HeadObjective:
         grad_w, grad_b = torch.zeros_like(w), torch.zeros_like(b)
         total = torch.zeros((), dtype=torch.float64, device=w.device)
         row_scale = 1.0 / self.total_weight
+        raw_w, raw_b = fold_standardisation(w, b, self.shift_t, self.inv_scale)
         for rows, xb in zip(self.rows.device, self.stream.blocks(self.rows.host,
                                                                self.rows.device)):
             total += _add_block_gradient(
-                xb, self.y_t[rows], self.weight_t[rows], w, b, self.shift_t,
-                self.inv_scale, row_scale, grad_w, grad_b,
+                xb, self.y_t[rows], self.weight_t[rows], raw_w, raw_b, row_scale,
+                grad_w, grad_b,
             ).double()
         if self.prior is not None:
             total += _add_block_gradient(
-                *self.prior, w, b, self.shift_t, self.inv_scale, row_scale,
-                grad_w, grad_b,
+                *self.prior, raw_w, raw_b, row_scale, grad_w, grad_b,
             ).double()
+        unfold_gradient(grad_w, grad_b, self.shift_t, self.inv_scale)
         # The scalar whose gradient w.r.t. (weights, bias) is the accumulated one.
         ((weights * grad_w).sum() + (bias * grad_b).sum()).backward()
         # The gradient w.r.t. the log-norms the head used (w_c = exp(q_c) u_c),
@@ -182,9 +183,8 @@ class HeadObjective:
         return float(total) / self.total_weight
 
     def _block_scores(self, xb, weights, bias):
-        """The head's scores of one block of rows of ``X`` (standardised here)."""
-        if self.shift_t is not None:
-            xb = torch.sub(xb, self.shift_t).mul_(self.inv_scale)
+        """The head's scores of one block of rows of ``X``; ``weights`` and
+        ``bias`` score raw rows (:func:`fold_standardisation`)."""
         return torch.addmm(bias, xb, weights.T)
 
     def predict(self, head, rows, strengths=(1.0,)):
@@ -193,7 +193,7 @@ class HeadObjective:
         ``strength - 1`` times this objective's logit offset (the log of its
         training prior). Returns an array of shape ``(len(strengths), n_rows)``."""
         with torch.no_grad():
-            weights, bias = head()
+            weights, bias = fold_standardisation(*head(), self.shift_t, self.inv_scale)
             shifts = [None if s == 1.0 else (1.0 - s) * self.offset_t for s in strengths]
             # int32, filled block by block: a row per strength of int64 for
             # every held-out row, kept twice by a final concatenation, was a

@@ -834,7 +834,10 @@ def _check_float32_precision(shift, scale):
 
     ``shift`` and ``scale`` are the weighted mean row of ``X`` and the
     root-mean-square distance of its rows from it (float64, from all of
-    ``X``). Training reads blocks of ``X`` in float32 and centres them there.
+    ``X``). Training reads blocks of ``X`` in float32, as they are, and
+    scores them with the centring folded into the head
+    (``_training.fold_standardisation``): a row's scores carry the float32
+    rounding of its raw values, as its centred values would.
     """
     eps, tiny = np.finfo(np.float32).eps, np.finfo(np.float32).tiny
     if scale < tiny / eps:
@@ -848,7 +851,7 @@ def _check_float32_precision(shift, scale):
     if offset > 1 / np.sqrt(eps):
         warnings.warn(
             f"X's mean is {offset:.3g} times the spread of its rows from it; training "
-            "reads X in float32 and centres it there, which keeps about "
+            "reads X in float32, which keeps about "
             f"{max(0.0, np.log10(1 / (eps * offset))):.1f} significant digits of the "
             "centred values. Centre X first (for example with StandardScaler).",
             UserWarning, stacklevel=4,

@@ -35,6 +35,18 @@ def host_block(X, rows):
     return np.ascontiguousarray(block, dtype=np.float32)
 
 
+def serves_views(X, device):
+    """Whether every block :class:`RowStream` serves of ``X`` on ``device`` is
+    a view of ``X`` rather than a copy: on the CPU, when ``X`` is a C-contiguous
+    float32 NumPy array (or memmap)."""
+    return (
+        device.type == "cpu"
+        and isinstance(X, np.ndarray)
+        and X.dtype == np.float32
+        and X.flags.c_contiguous
+    )
+
+
 def _as_tensor(array):
     if array.flags.writeable:
         # The common case, without catch_warnings' cost (about 10 us, paid per

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ._optim import SGD, Adam
 from ._pava import CountOrder, monotone_projection_torch
 from ._prior import prior_rows_on_device
-from ._streaming import RowStream
+from ._streaming import RowStream, serves_views
 from ._threads import torch_threads_for
 
 _PAPER_EPS = 1e-6
@@ -171,10 +171,10 @@ def effective_weights(variant, state, counts, max_norm=None):
     return weights.detach().numpy(), bias.detach().numpy()
 
 
-# Rows of one block are sized so that its float32 temporaries (logits, a
-# converted block of X and its centred copy) take about this many bytes: on a
-# CPU small enough to stay near the cache, on a GPU large enough to keep its
-# cores busy (benchmarks/speed.py and gpu_check.py measure the effect).
+# Rows of one block are sized so that its float32 temporaries (the logits and,
+# unless the block is a view of X, a converted copy of its rows) take about this
+# many bytes: on a CPU small enough to stay near the cache, on a GPU large enough
+# to keep its cores busy (benchmarks/speed.py and gpu_check.py measure the effect).
 _BLOCK_BYTES = {"cpu": 8 << 20, "cuda": 512 << 20}
 # Temporaries of a block stay under this fraction of the size of X in float32.
 # A quarter, not a half: the probe in benchmarks/speed.py measured 1.65x X
@@ -188,29 +188,75 @@ _X_FRACTION = 4
 _SMALL_TEMPORARIES = 256 << 10
 
 
-def _block_rows(n_samples, n_features, n_classes, device_type="cpu"):
+def _block_rows(n_samples, n_features, n_classes, device_type="cpu", copies=True):
     """Rows per block: about ``_BLOCK_BYTES`` of temporaries, and no more than
     a quarter of the size of X in float32 unless that is under
-    ``_SMALL_TEMPORARIES``; at least 64 rows."""
-    per_row = n_classes + 2 * n_features
+    ``_SMALL_TEMPORARIES``; at least 64 rows.
+
+    ``copies`` says whether a block of X is a converted copy of its rows
+    (``_streaming.serves_views``): the temporaries of a row are its logits,
+    plus its features when they are copied.
+    """
+    per_row = n_classes + (n_features if copies else 0)
     budget = _BLOCK_BYTES.get(device_type, _BLOCK_BYTES["cpu"])
     share_of_x = max(n_samples * n_features // _X_FRACTION, _SMALL_TEMPORARIES // 4)
     rows = min(budget // (4 * per_row), share_of_x // per_row)
     return int(max(64, rows))
 
 
-def _add_block_gradient(xb, yb, wb, weights, logit_bias, shift, inv_scale, row_scale,
+def fold_standardisation(weights, bias, shift, inv_scale):
+    """Weights and bias that score raw rows as ``(weights, bias)`` score
+    standardised ones.
+
+    ``((x - shift) * inv_scale) @ weights.T + bias`` equals
+    ``x @ folded.T + folded_bias`` with ``folded = inv_scale * weights`` and
+    ``folded_bias = bias - folded @ shift``: the block loops read blocks of
+    ``X`` as they are, with no centred copy of each block and the two passes
+    over it that centring takes. The folded bias is computed in float64.
+    With ``shift=None`` (nothing to standardise) both are returned unchanged.
+
+    Examples
+    --------
+    >>> import torch
+    >>> w, b = torch.tensor([[1.0, 2.0]]), torch.tensor([0.5])
+    >>> x, shift = torch.tensor([[3.0, 4.0]]), torch.tensor([1.0, 1.0])
+    >>> fw, fb = fold_standardisation(w, b, shift, 0.5)
+    >>> ((x - shift) * 0.5 @ w.T + b).item(), (x @ fw.T + fb).item()
+    (4.5, 4.5)
+    """
+    if shift is None:
+        return weights, bias
+    folded = weights * inv_scale
+    correction = folded.double() @ shift.double()
+    return folded, (bias.double() - correction).to(bias.dtype)
+
+
+def unfold_gradient(grad_weights, grad_bias, shift, inv_scale):
+    """Turn the weight gradient accumulated against raw rows (with the folded
+    weights of :func:`fold_standardisation`) into the gradient with respect to
+    the standardised-space weights, in place, and return it.
+
+    Each row adds ``g x`` to the raw sum, and ``inv_scale * g (x - shift)`` to
+    the standardised one: the difference is ``inv_scale`` times the bias
+    gradient ``sum g`` times ``shift``. The bias gradient is the same in both.
+    """
+    if shift is None:
+        return grad_weights
+    return grad_weights.addr_(grad_bias, shift, alpha=-1.0).mul_(inv_scale)
+
+
+def _add_block_gradient(xb, yb, wb, weights, logit_bias, row_scale,
                         grad_weights, grad_bias):
     """Add one block's gradient of the weighted cross-entropy in place.
 
     The softmax cross-entropy gradient is written out by hand: one product
     for the logits, one for the weight gradient, and the softmax computed in
     place in the logits buffer, instead of autograd's graph per block.
+    ``weights`` and ``logit_bias`` score the rows ``xb`` as they are (see
+    :func:`fold_standardisation`).
 
     Returns the block's weighted loss (a float32 scalar tensor).
     """
-    if shift is not None:
-        xb = torch.sub(xb, shift).mul_(inv_scale)
     logits = torch.addmm(logit_bias, xb, weights.T)
     true = logits.gather(1, yb[:, None])[:, 0]
     top = logits.amax(dim=1)
@@ -351,7 +397,12 @@ def train_head(
 
     batch_size = n_samples if batch_size is None else min(batch_size, n_samples)
     n_batches = math.ceil(n_samples / batch_size)
-    block = min(_block_rows(n_samples, n_features, n_classes, device.type), batch_size)
+    # Minibatches read their shuffled rows by index: copies.
+    copies = batch_size < n_samples or not serves_views(X, device)
+    block = min(
+        _block_rows(n_samples, n_features, n_classes, device.type, copies=copies),
+        batch_size,
+    )
     stream = RowStream(X, device, max_rows=block)
     # The learning rate is per pass: with k minibatches a pass takes k steps of
     # lr / k, so the distance the head moves per pass, which with no L2 penalty
@@ -394,13 +445,14 @@ def train_head(
                         head.settle_log_norms()
                     weights, bias = head(settled=True) if settle else head()
                     step = (
-                        weights.detach(),
-                        bias.detach() + offset_t,
+                        *fold_standardisation(
+                            weights.detach(), bias.detach() + offset_t, shift_t, inv_scale
+                        ),
                         torch.zeros_like(weights),
                         torch.zeros_like(bias),
                     )
                 weighted = _add_block_gradient(
-                    xb, y_t[rows], w_t[rows], step[0], step[1], shift_t, inv_scale,
+                    xb, y_t[rows], w_t[rows], step[0], step[1],
                     1.0 / (mean_weight * step_rows), step[2], step[3],
                 )
                 epoch_loss += weighted.double()
@@ -410,10 +462,11 @@ def train_head(
                     # of a pass.
                     share = step_rows / n_samples
                     epoch_loss += share * _add_block_gradient(
-                        *prior_t, step[0], step[1], shift_t, inv_scale,
+                        *prior_t, step[0], step[1],
                         1.0 / (mean_weight * n_samples), step[2], step[3],
                     ).double()
                 if last:
+                    unfold_gradient(step[2], step[3], shift_t, inv_scale)
                     for p in optimizer.params:
                         p.grad = None
                     # The scalar whose gradient w.r.t. (weights, bias) is the

@@ -55,7 +55,7 @@ def test_streamed_and_resident_x_give_the_same_fit(monkeypatch):
     # copies; the fit must not depend on how rows reach the GPU.
     X, y = make_long_tailed_blobs(counts=(400, 200, 100, 40, 20), n_features=16)
     params = dict(device="cuda", random_state=0, max_iter=20)
-    monkeypatch.setattr("sklearn_samn._training._block_rows", lambda *args: 64)
+    monkeypatch.setattr("sklearn_samn._training._block_rows", lambda *a, **k: 64)
     resident = SAMNClassifier(**params).fit(X, y)
     monkeypatch.setattr("sklearn_samn._streaming._RESIDENT_FRACTION", 0.0)
     for batch_size in (None, 100):

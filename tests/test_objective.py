@@ -13,7 +13,11 @@ import torch
 from scipy.special import log_softmax, softmax
 
 from sklearn_samn import SAMNClassifier
-from sklearn_samn._training import _add_block_gradient
+from sklearn_samn._training import (
+    _add_block_gradient,
+    fold_standardisation,
+    unfold_gradient,
+)
 
 from .conftest import make_long_tailed_blobs
 
@@ -52,10 +56,12 @@ def test_block_gradient_is_the_offset_cross_entropy_in_float64(centre):
 
     t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
     grad_w, grad_b = torch.zeros(c, d, dtype=torch.float64), torch.zeros(c, dtype=torch.float64)
+    shift_t = None if shift is None else t(shift)
+    raw_w, raw_b = fold_standardisation(t(weights), t(bias + offset), shift_t, inv_scale)
     loss = _add_block_gradient(
-        t(X), torch.as_tensor(y), t(w), t(weights), t(bias + offset),
-        None if shift is None else t(shift), inv_scale, row_scale, grad_w, grad_b,
+        t(X), torch.as_tensor(y), t(w), raw_w, raw_b, row_scale, grad_w, grad_b,
     )
+    unfold_gradient(grad_w, grad_b, shift_t, inv_scale)
     np.testing.assert_allclose(float(loss), w @ losses, rtol=1e-12)
     np.testing.assert_allclose(grad_w.numpy(), residual.T @ inputs, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(grad_b.numpy(), residual.sum(axis=0), rtol=1e-10, atol=1e-12)

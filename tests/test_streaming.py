@@ -10,8 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sklearn_samn import SAMNClassifier
-from sklearn_samn._streaming import RowStream
+from sklearn.datasets import make_classification
+
+from sklearn_samn import SAMNClassifier, _training
+from sklearn_samn._streaming import RowStream, serves_views
 from sklearn_samn._training import _block_rows, _epoch_blocks
 
 from .conftest import make_long_tailed_blobs
@@ -44,7 +46,7 @@ class Sliceable:
 @pytest.mark.parametrize("batch_size", [None, 16])
 def test_sliceable_array_like_is_read_in_blocks(batch_size, monkeypatch):
     X, y = make_long_tailed_blobs()
-    monkeypatch.setattr("sklearn_samn._training._block_rows", lambda *args: 10)
+    monkeypatch.setattr("sklearn_samn._training._block_rows", lambda *a, **k: 10)
     monkeypatch.setattr("sklearn_samn._samn._CHUNK_BYTES", 8)  # 64-row chunks
     solver = {} if batch_size is None else {"solver": "adam"}
     params = dict(device="cpu", random_state=0, max_iter=5, batch_size=batch_size,
@@ -114,17 +116,59 @@ def test_blocks_of_a_pass_cover_every_row_once():
 
 
 def test_block_temporaries_stay_small_next_to_X():
-    # Logits plus two input-sized buffers per row, never more than a quarter of X
-    # unless that is under 256 KiB of float32.
+    # Logits plus, when blocks are copies, a row buffer per row; never more
+    # than a quarter of X unless that is under 256 KiB of float32.
     for n, d, c in [(10_847, 64, 100), (115_846, 2048, 1000), (500, 4, 300),
                     (569, 384, 77)]:
-        rows = _block_rows(n, d, c)
-        temporaries = rows * (c + 2 * d)
-        assert temporaries <= max(0.25 * n * d, 64 * (c + 2 * d), (256 << 10) / 4)
-        assert 4 * temporaries <= 2 * (8 << 20)
+        for copies in (True, False):
+            rows = _block_rows(n, d, c, copies=copies)
+            per_row = c + d * copies
+            temporaries = rows * per_row
+            assert temporaries <= max(0.25 * n * d, 64 * per_row, (256 << 10) / 4)
+            assert 4 * temporaries <= 2 * (8 << 20)
     # Small problems run in one block; above the floor, a quarter of X bounds it.
     assert _block_rows(213, 64, 10) >= 213
-    assert _block_rows(1138, 384, 77) == 1138 * 384 // 4 // (77 + 2 * 384)
+    assert _block_rows(1138, 384, 77) == 1138 * 384 // 4 // (77 + 384)
+    # Views of X cost only their logits: larger blocks in the same memory.
+    assert _block_rows(10_847, 64, 100, copies=False) == 10_847 * 64 // 4 // 100
+    assert _block_rows(10_847, 64, 100) == 10_847 * 64 // 4 // (100 + 64)
+
+
+def test_serves_views_exactly_when_blocks_are_views_of_X():
+    cpu = torch.device("cpu")
+    X = np.arange(24, dtype=np.float32).reshape(6, 4)
+    assert serves_views(X, cpu)
+    assert not serves_views(X.astype(np.float64), cpu)
+    assert not serves_views(np.asfortranarray(X), cpu)
+    assert not serves_views(X[:, :2], cpu)  # strided columns
+    assert not serves_views(X, torch.device("cuda"))
+    # What the stream serves agrees: a view where it says so, else a copy.
+    for array in (X, X.astype(np.float64), np.asfortranarray(X)):
+        block = next(RowStream(array, cpu, max_rows=3).blocks([slice(0, 3)]))
+        shares = np.shares_memory(block.numpy(), array)
+        assert shares == serves_views(array, cpu)
+
+
+def test_training_sizes_its_blocks_by_what_it_copies(monkeypatch):
+    seen = []
+    original = _training._block_rows
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("copies", True))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("sklearn_samn._training._block_rows", recording)
+    X, y = make_classification(n_samples=300, n_features=6, n_informative=4,
+                               n_classes=3, random_state=0)
+    X32 = X.astype(np.float32)
+    for data, params, copies in [
+        (X32, {}, False),  # full batch over a float32 array: views
+        (X, {}, True),  # float64: each block converted
+        (X32, {"batch_size": 64}, True),  # minibatches gather shuffled rows
+    ]:
+        seen.clear()
+        SAMNClassifier(solver="adam", max_iter=1, random_state=0, **params).fit(data, y)
+        assert seen == [copies]
 
 
 @settings(max_examples=200, deadline=None)
@@ -132,15 +176,17 @@ def test_block_temporaries_stay_small_next_to_X():
     n=st.integers(1, 2_000_000),
     d=st.integers(1, 8192),
     c=st.integers(2, 100_000),
+    copies=st.booleans(),
 )
-def test_property_block_rows_within_the_memory_bounds(n, d, c):
-    rows = _block_rows(n, d, c)
-    temporaries = 4 * rows * (c + 2 * d)  # bytes of float32 logits and two row buffers
+def test_property_block_rows_within_the_memory_bounds(n, d, c, copies):
+    rows = _block_rows(n, d, c, copies=copies)
+    per_row = c + d * copies  # float32 logits, and a row buffer for a copy
+    temporaries = 4 * rows * per_row
     assert rows >= 64
     # Under the 8 MB budget and under a quarter of X (or the 256 KiB floor),
     # unless 64 rows alone exceed them.
-    assert temporaries <= max(8 << 20, 4 * 64 * (c + 2 * d))
-    assert temporaries <= max(n * d, 256 << 10, 4 * 64 * (c + 2 * d))
+    assert temporaries <= max(8 << 20, 4 * 64 * per_row)
+    assert temporaries <= max(n * d, 256 << 10, 4 * 64 * per_row)
 
 
 def test_statistics_of_X_allocate_a_small_share_of_it():
@@ -310,14 +356,17 @@ def test_other_numeric_dtypes_are_read_in_blocks_not_copied_to_float64(
     assert predict_peak - proba.nbytes < float32_copy, (predict_peak, float32_copy)
 
     as_float32 = np.asarray(X, dtype=np.float32)
-    reference = SAMNClassifier(**params).fit(as_float32, y)
+    # Fortran order: blocks of it are converted copies too, so the fit runs
+    # the same blocks (views of a C-ordered float32 X would be larger).
+    reference = SAMNClassifier(**params).fit(np.asfortranarray(as_float32), y)
     np.testing.assert_array_equal(clf.coef_, reference.coef_)
     np.testing.assert_array_equal(clf.intercept_, reference.intercept_)
     np.testing.assert_array_equal(proba, reference.predict_proba(as_float32))
     # An ndarray (not a memmap) of the same dtype takes the same path.
     in_memory = SAMNClassifier(**params).fit(np.array(X[:2000]), y[:2000])
     np.testing.assert_array_equal(
-        in_memory.coef_, SAMNClassifier(**params).fit(as_float32[:2000], y[:2000]).coef_
+        in_memory.coef_,
+        SAMNClassifier(**params).fit(np.asfortranarray(as_float32[:2000]), y[:2000]).coef_,
     )
 
 
