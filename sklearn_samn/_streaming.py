@@ -36,9 +36,10 @@ def host_block(X, rows):
 
 
 def serves_views(X, device):
-    """Whether every block :class:`RowStream` serves of ``X`` on ``device`` is
-    a view of ``X`` rather than a copy: on the CPU, when ``X`` is a C-contiguous
-    float32 NumPy array (or memmap)."""
+    """Whether the blocks :class:`RowStream` serves of ``X`` on ``device`` for
+    slices of rows are views of ``X`` rather than copies: on the CPU, when ``X``
+    is a C-contiguous float32 NumPy array (or memmap). Rows read by index (folds,
+    minibatches) are gathered copies whatever this says."""
     return (
         device.type == "cpu"
         and isinstance(X, np.ndarray)
